@@ -1,0 +1,165 @@
+/* darknet_rnn.h - the one public C header of darknet_rnn.
+ *
+ * cffi reads this file as its cdef (lines starting with '#' are dropped by
+ * csrc/build.py), so it holds only plain declarations: enums, structs,
+ * prototypes. Every exported symbol is prefixed dn_.
+ *
+ * Ownership: Python (NumPy) owns every buffer; the structs below only borrow
+ * pointers. C never allocates, prints, asserts on user input or exits; every
+ * entry point returns a dn_status (0 = DN_OK).
+ *
+ * Layout: all matrices are row-major float32. Rows are time-major: row
+ * t*batch + s is stream s at time step t (SPEC section 1).
+ */
+#ifndef DARKNET_RNN_H
+#define DARKNET_RNN_H
+
+typedef enum {
+    DN_OK = 0,
+    DN_ERR_ARG = 1,          /* a size, pointer or flag is invalid */
+    DN_ERR_ACTIVATION = 2,   /* unknown activation id */
+    DN_ERR_KERNEL = 3,       /* kernel id unknown or not supported by this CPU */
+    DN_ERR_COST_TYPE = 4     /* unknown cost type id */
+} dn_status;
+
+/* Darknet's ACTIVATION enum, same order. */
+typedef enum {
+    DN_LOGISTIC = 0, DN_RELU = 1, DN_RELIE = 2, DN_LINEAR = 3, DN_RAMP = 4,
+    DN_TANH = 5, DN_PLSE = 6, DN_LEAKY = 7, DN_ELU = 8, DN_LOGGY = 9,
+    DN_STAIR = 10, DN_HARDTAN = 11, DN_LHTAN = 12, DN_SELU = 13
+} dn_activation;
+
+/* Cost types of [cost] (Darknet's COST_TYPE names). */
+typedef enum {
+    DN_COST_SSE = 0, DN_COST_MASKED = 1, DN_COST_L1 = 2, DN_COST_SEG = 3,
+    DN_COST_SMOOTH = 4, DN_COST_WGAN = 5
+} dn_cost_type;
+
+/* GEMM / layer kernels. REFERENCE reproduces Darknet's loops and summation
+ * order bit for bit; the others are fast paths (tolerance only). */
+typedef enum {
+    DN_KERNEL_REFERENCE = 0, DN_KERNEL_PORTABLE = 1, DN_KERNEL_AVX2 = 2,
+    DN_KERNEL_AVX512 = 3
+} dn_kernel;
+
+/* Departures of Darknet's CPU RNN/BN backward from the true gradient
+ * (SPEC section 14). 0 = reproduce Darknet; DN_FIX_ALL = exact BPTT. */
+typedef enum {
+    DN_FIX_COPY_BEFORE_SCALE = 1,   /* Q2: input layer gets dL/dh, not f'(b)-scaled */
+    DN_FIX_SHORTCUT_CARRY = 2,      /* Q3: shortcut carries the raw dL/dh */
+    DN_FIX_STORED_STATE = 4,        /* Q4: output layer uses the stored state */
+    DN_FIX_BN_STEP_STATS = 8,       /* Q5: BN backward uses each step's statistics */
+    DN_FIX_BN_GRADIENT = 16,        /* Q6: BN backward is the derivative of its forward */
+    DN_FIX_ALL = 31
+} dn_fix;
+
+/* Execution context, passed explicitly (no global state in C). */
+typedef struct dn_ctx {
+    int kernel;      /* dn_kernel */
+    int threads;     /* >= 1 */
+} dn_ctx;
+
+/* A fully connected layer. For a plain [connected] layer steps == 1 and
+ * batch is the network batch; inside an RNN batch is the stream count and
+ * steps the number of time steps, and a call works on one step's rows. */
+typedef struct dn_connected {
+    int batch;               /* rows per call */
+    int steps;               /* row blocks allocated */
+    int inputs, outputs;
+    int activation;          /* dn_activation */
+    int batch_normalize;     /* 0/1 */
+    float learning_rate_scale;
+    float *weights;          /* (outputs, inputs) */
+    float *biases;           /* (outputs) */
+    float *weight_updates;   /* (outputs, inputs) */
+    float *bias_updates;     /* (outputs) */
+    float *output;           /* (steps*batch, outputs) */
+    float *delta;            /* (steps*batch, outputs) */
+    /* batch_normalize only (NULL otherwise): */
+    float *scales;           /* (outputs) */
+    float *scale_updates;    /* (outputs) */
+    float *rolling_mean;     /* (outputs) */
+    float *rolling_variance; /* (outputs) */
+    float *mean;             /* (steps, outputs) batch statistics per step */
+    float *variance;         /* (steps, outputs) */
+    float *x;                /* (steps*batch, outputs) pre-normalisation */
+    float *x_norm;           /* (steps*batch, outputs) normalised */
+    float *mean_delta;       /* (outputs) backward scratch */
+    float *variance_delta;   /* (outputs) backward scratch */
+} dn_connected;
+
+/* [rnn]: three connected sublayers with batch = streams, steps = time steps. */
+typedef struct dn_rnn {
+    int batch, steps, inputs, outputs;
+    int shortcut;            /* 0/1 */
+    int fixes;               /* dn_fix bit set, 0 = Darknet */
+    dn_connected input_layer;   /* inputs -> outputs */
+    dn_connected self_layer;    /* outputs -> outputs */
+    dn_connected output_layer;  /* outputs -> outputs */
+    float *state;            /* (steps+1, batch, outputs); block 0 is h_0 */
+    float *scratch;          /* (batch, outputs) backward scratch */
+} dn_rnn;
+
+/* [softmax] */
+typedef struct dn_softmax {
+    int batch, inputs, groups;
+    float temperature;
+    int noloss;
+    int fixes;               /* 1: delta divided by temperature (Q11 fix) */
+    float *output;           /* (batch, inputs) */
+    float *delta;            /* (batch, inputs) */
+    float *loss;             /* (batch, inputs) per-element error */
+} dn_softmax;
+
+/* [cost] */
+typedef struct dn_cost {
+    int batch, inputs;
+    int cost_type;           /* dn_cost_type */
+    float scale;
+    float *output;           /* (batch, inputs) per-element error */
+    float *delta;            /* (batch, inputs) */
+} dn_cost;
+
+const char *dn_status_string(int status);
+const char *dn_activation_name(int activation);
+int dn_kernels_available(void);   /* bit (1 << dn_kernel) per usable kernel */
+int dn_kernel_auto(void);         /* the fastest kernel this CPU runs */
+
+/* BLAS-1 (Darknet's fill/copy/axpy/scal, float arithmetic). */
+void dn_fill(int n, float alpha, float *x, int incx);
+void dn_copy(int n, const float *x, int incx, float *y, int incy);
+void dn_axpy(int n, float alpha, const float *x, int incx, float *y, int incy);
+void dn_scal(int n, float alpha, float *x, int incx);
+
+/* C = alpha*op(A)*op(B) + beta*C, op = transpose when TA/TB != 0.
+ * A: (M,K) or (K,M) with leading dimension lda, B: (K,N) or (N,K), C: (M,N). */
+int dn_gemm(const dn_ctx *ctx, int TA, int TB, int M, int N, int K, float alpha,
+            const float *A, int lda, const float *B, int ldb, float beta,
+            float *C, int ldc);
+
+/* Activations: x/y have n elements. */
+int dn_activate(float *x, int n, int activation);
+int dn_gradient(const float *y, int n, int activation, float *delta);
+
+int dn_connected_forward(const dn_ctx *ctx, const dn_connected *l, int step,
+                         const float *input, int train);
+int dn_connected_backward(const dn_ctx *ctx, const dn_connected *l, int step,
+                          int stats_step, int fixes, const float *input,
+                          float *prev_delta);
+int dn_connected_update(const dn_connected *l, float learning_rate,
+                        float momentum, float decay, int batch);
+
+int dn_rnn_forward(const dn_ctx *ctx, const dn_rnn *l, const float *input, int train);
+int dn_rnn_backward(const dn_ctx *ctx, const dn_rnn *l, const float *input,
+                    float *prev_delta);
+int dn_rnn_update(const dn_rnn *l, float learning_rate, float momentum,
+                  float decay, int batch);
+
+int dn_softmax_forward(const dn_softmax *l, const float *input, const float *truth,
+                       float *cost);
+int dn_softmax_backward(const dn_softmax *l, float *prev_delta);
+
+int dn_cost_forward(const dn_cost *l, float *input, const float *truth, float *cost);
+int dn_cost_backward(const dn_cost *l, float *prev_delta);
+
+#endif

@@ -1,0 +1,26 @@
+"""Exceptions raised by darknet_rnn.
+
+Every error is a DarknetError and also subclasses the built-in it resembles,
+so `except ValueError` works for bad configuration or files.
+"""
+
+
+class DarknetError(Exception):
+    """Base class of every darknet_rnn error."""
+
+
+class CfgError(DarknetError, ValueError):
+    """A .cfg file (or a network description) is invalid. The message names
+    the file, line and key at fault where there is one."""
+
+
+class WeightsError(DarknetError, ValueError):
+    """A .weights file does not match the network (size, header, format)."""
+
+
+class KernelError(DarknetError, ValueError):
+    """A requested kernel is unknown or not supported by this CPU."""
+
+
+class NativeError(DarknetError, RuntimeError):
+    """The C core returned an error status."""
