@@ -50,13 +50,16 @@ typedef enum {
     DN_FIX_STORED_STATE = 4,        /* Q4: output layer uses the stored state */
     DN_FIX_BN_STEP_STATS = 8,       /* Q5: BN backward uses each step's statistics */
     DN_FIX_BN_GRADIENT = 16,        /* Q6: BN backward is the derivative of its forward */
-    DN_FIX_ALL = 31
+    DN_FIX_SOFTMAX_TEMPERATURE = 32,/* Q11: softmax delta divided by the temperature */
+    DN_FIX_ALL = 63
 } dn_fix;
 
 /* Execution context, passed explicitly (no global state in C). */
 typedef struct dn_ctx {
     int kernel;      /* dn_kernel */
     int threads;     /* >= 1 */
+    float *work;     /* GEMM packing workspace (NULL for REFERENCE) */
+    long work_floats;/* its size; at least dn_gemm_work_floats(kernel, threads) */
 } dn_ctx;
 
 /* A fully connected layer. For a plain [connected] layer steps == 1 and
@@ -105,7 +108,7 @@ typedef struct dn_softmax {
     int batch, inputs, groups;
     float temperature;
     int noloss;
-    int fixes;               /* 1: delta divided by temperature (Q11 fix) */
+    int fixes;               /* DN_FIX_SOFTMAX_TEMPERATURE: delta / temperature */
     float *output;           /* (batch, inputs) */
     float *delta;            /* (batch, inputs) */
     float *loss;             /* (batch, inputs) per-element error */
@@ -124,6 +127,7 @@ const char *dn_status_string(int status);
 const char *dn_activation_name(int activation);
 int dn_kernels_available(void);   /* bit (1 << dn_kernel) per usable kernel */
 int dn_kernel_auto(void);         /* the fastest kernel this CPU runs */
+long dn_gemm_work_floats(int kernel, int threads);
 
 /* BLAS-1 (Darknet's fill/copy/axpy/scal, float arithmetic). */
 void dn_fill(int n, float alpha, float *x, int incx);
