@@ -1,6 +1,7 @@
-/* internal.h - declarations shared between csrc/*.c files, not seen by cffi. */
+/* internal.h - declarations shared by the C sources, not seen by cffi. */
 #ifndef DN_INTERNAL_H
 #define DN_INTERNAL_H
+#include <stddef.h>
 #include "darknet_rnn.h"
 
 /* Darknet's naive GEMM loops, bit-exact (gemm.c). */
@@ -14,4 +15,17 @@ int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
                  float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc);
 
+
+
+int dn_valid_activation(int a);
+
+/* Row block `step` of a (steps*batch, width) buffer. */
+static inline float *dn_rows(float *base, int step, int batch, int width)
+{
+    return base + (long)step * batch * width;
+}
+
+/* Batch norm of one step's rows of a connected layer (batchnorm.c). */
+void dn_batchnorm_forward(const dn_connected *l, int step, int train);
+void dn_batchnorm_backward(const dn_connected *l, int step, int stats_step, int fixes);
 #endif

@@ -1,0 +1,134 @@
+/* batchnorm.c - Darknet's batch normalisation inside a connected layer.
+ *
+ * Statistics are per output unit over the `batch` rows of one call (one time
+ * step inside an RNN). Forward uses the unbiased variance and epsilon 1e-6
+ * outside the root; Darknet's backward uses the textbook biased-variance
+ * formulas with 1e-5 inside the root (SPEC section 4, quirk Q6). With
+ * DN_FIX_BN_GRADIENT the backward is the exact derivative of this forward.
+ *
+ * Buffers (dn_connected): x, x_norm, output, delta (steps*batch, outputs);
+ * mean, variance (steps, outputs); scales, biases, rolling_* (outputs).
+ */
+#include <math.h>
+#include "internal.h"
+
+/* Darknet adds this float literal to sqrt(variance) in the forward. */
+#define DN_BN_FORWARD_EPS 0.000001f
+
+void dn_batchnorm_forward(const dn_connected *l, int step, int train)
+{
+    const int n = l->batch, c = l->outputs;
+    float *out = dn_rows(l->output, step, n, c);     /* (n, c) */
+    float *x = dn_rows(l->x, step, n, c);
+    float *x_norm = dn_rows(l->x_norm, step, n, c);
+    dn_copy(n * c, out, 1, x, 1);
+    const float *mean, *var;
+    if (train) {
+        float *m = l->mean + (long)step * c, *v = l->variance + (long)step * c;
+        const float inv_n = (float)(1.0 / n);
+        const float inv_n1 = (float)(1.0 / (n - 1));     /* inf for n == 1 (Q7) */
+        for (int j = 0; j < c; ++j) {
+            float s = 0;
+            for (int r = 0; r < n; ++r) s += out[(long)r * c + j];
+            m[j] = s * inv_n;
+        }
+        for (int j = 0; j < c; ++j) {
+            float s = 0;
+            for (int r = 0; r < n; ++r) {
+                double d = (double)(out[(long)r * c + j] - m[j]);
+                s = (float)((double)s + d * d);
+            }
+            v[j] = s * inv_n1;
+        }
+        dn_scal(c, 0.99f, l->rolling_mean, 1);
+        dn_axpy(c, 0.01f, m, 1, l->rolling_mean, 1);
+        dn_scal(c, 0.99f, l->rolling_variance, 1);
+        dn_axpy(c, 0.01f, v, 1, l->rolling_variance, 1);
+        mean = m;
+        var = v;
+    } else {
+        mean = l->rolling_mean;
+        var = l->rolling_variance;
+    }
+    for (int r = 0; r < n; ++r)
+        for (int j = 0; j < c; ++j) {
+            long i = (long)r * c + j;
+            out[i] = (float)((double)(out[i] - mean[j]) / (sqrt((double)var[j]) + (double)DN_BN_FORWARD_EPS));
+        }
+    if (train) dn_copy(n * c, out, 1, x_norm, 1);
+    for (int r = 0; r < n; ++r)
+        for (int j = 0; j < c; ++j) out[(long)r * c + j] *= l->scales[j];
+    for (int r = 0; r < n; ++r)
+        for (int j = 0; j < c; ++j) out[(long)r * c + j] += l->biases[j];
+}
+
+/* Exact derivative of the forward above (fix Q6); delta already holds
+ * dL/dx_hat (in Darknet's negative-gradient convention). */
+static void bn_backward_exact(const dn_connected *l, float *delta, const float *x,
+                              const float *mean, const float *var)
+{
+    const int n = l->batch, c = l->outputs;
+    for (int j = 0; j < c; ++j) {
+        double sigma = sqrt((double)var[j]);
+        double s = 1.0 / (sigma + 0.000001);
+        double g_mean = 0, g_dot = 0;
+        for (int r = 0; r < n; ++r) {
+            long i = (long)r * c + j;
+            g_mean += delta[i];
+            g_dot += (double)delta[i] * ((double)x[i] - mean[j]);
+        }
+        g_mean /= n;
+        double k = s * s / (sigma * (n - 1)) * g_dot;
+        for (int r = 0; r < n; ++r) {
+            long i = (long)r * c + j;
+            delta[i] = (float)(s * ((double)delta[i] - g_mean) - k * ((double)x[i] - mean[j]));
+        }
+    }
+}
+
+void dn_batchnorm_backward(const dn_connected *l, int step, int stats_step, int fixes)
+{
+    const int n = l->batch, c = l->outputs;
+    float *delta = dn_rows(l->delta, step, n, c);        /* (n, c) */
+    const float *x = dn_rows(l->x, step, n, c);
+    const float *x_norm = dn_rows(l->x_norm, step, n, c);
+    const float *mean = l->mean + (long)stats_step * c;
+    const float *var = l->variance + (long)stats_step * c;
+
+    for (int r = 0; r < n; ++r)
+        for (int j = 0; j < c; ++j) l->bias_updates[j] += 0.0f + delta[(long)r * c + j];
+    for (int j = 0; j < c; ++j) {
+        float s = 0;
+        for (int r = 0; r < n; ++r) s += delta[(long)r * c + j] * x_norm[(long)r * c + j];
+        l->scale_updates[j] += s;
+    }
+    for (int r = 0; r < n; ++r)
+        for (int j = 0; j < c; ++j) delta[(long)r * c + j] *= l->scales[j];
+
+    if (fixes & DN_FIX_BN_GRADIENT) {
+        bn_backward_exact(l, delta, x, mean, var);
+        return;
+    }
+    float *mean_delta = l->mean_delta, *variance_delta = l->variance_delta;
+    for (int j = 0; j < c; ++j) {
+        float s = 0;
+        for (int r = 0; r < n; ++r) s += delta[(long)r * c + j];
+        mean_delta[j] = (float)((double)s * (-1.0 / sqrt((double)(var[j] + 0.00001f))));
+    }
+    for (int j = 0; j < c; ++j) {
+        float s = 0;
+        for (int r = 0; r < n; ++r) {
+            long i = (long)r * c + j;
+            s += delta[i] * (x[i] - mean[j]);
+        }
+        variance_delta[j] = (float)((double)s * (-0.5 * pow((double)(var[j] + 0.00001f), -1.5)));
+    }
+    for (int r = 0; r < n; ++r)
+        for (int j = 0; j < c; ++j) {
+            long i = (long)r * c + j;
+            double t1 = (double)delta[i] * 1.0 / sqrt((double)(var[j] + 0.00001f));
+            double t2 = (double)variance_delta[j] * 2.0 * (double)(x[i] - mean[j]) / (double)n;
+            float t3 = mean_delta[j] / (float)n;
+            delta[i] = (float)(t1 + t2 + (double)t3);
+        }
+}

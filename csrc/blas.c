@@ -1,0 +1,36 @@
+/* blas.c - Darknet's BLAS-1 kernels (fill, copy, axpy, scal) and the status
+ * strings. Float arithmetic exactly as written: y += alpha*x rounds the
+ * product and the sum separately (built with -ffp-contract=off). */
+#include "internal.h"
+
+void dn_fill(int n, float alpha, float *x, int incx)
+{
+    for (int i = 0; i < n; ++i) x[(long)i * incx] = alpha;
+}
+
+void dn_copy(int n, const float *x, int incx, float *y, int incy)
+{
+    for (int i = 0; i < n; ++i) y[(long)i * incy] = x[(long)i * incx];
+}
+
+void dn_axpy(int n, float alpha, const float *x, int incx, float *y, int incy)
+{
+    for (int i = 0; i < n; ++i) y[(long)i * incy] += alpha * x[(long)i * incx];
+}
+
+void dn_scal(int n, float alpha, float *x, int incx)
+{
+    for (int i = 0; i < n; ++i) x[(long)i * incx] *= alpha;
+}
+
+const char *dn_status_string(int status)
+{
+    switch (status) {
+    case DN_OK: return "ok";
+    case DN_ERR_ARG: return "invalid argument (size, pointer or flag)";
+    case DN_ERR_ACTIVATION: return "unknown activation";
+    case DN_ERR_KERNEL: return "kernel unknown or not supported by this CPU";
+    case DN_ERR_COST_TYPE: return "unknown cost type";
+    default: return "unknown status";
+    }
+}

@@ -1,0 +1,384 @@
+"""Darknet's layers on the C core: ConnectedLayer, RNNLayer, SoftmaxLayer,
+CostLayer.
+
+Same classes, methods and attribute names as darknet_rnn.reference (the
+NumPy twin). Every parameter and buffer is a float32 NumPy array that the C
+structs point into, so `layer.weights[0, 0] = 1` changes what C computes;
+assigning a whole array (`layer.weights = w`) copies into the same buffer.
+
+Layout: rows are time-major (row t*batch + s is stream s at step t).
+"""
+import numpy as np
+
+from . import _ffi
+from ._ffi import check, ffi, fptr, lib
+from .activations import ACTIVATIONS, activation_index
+from .fixes import FIX_ALL, FIX_BN_GRADIENT  # noqa: F401  (re-exported)
+
+COST_TYPES = {"sse": lib.DN_COST_SSE, "masked": lib.DN_COST_MASKED, "L1": lib.DN_COST_L1,
+              "seg": lib.DN_COST_SEG, "smooth": lib.DN_COST_SMOOTH, "wgan": lib.DN_COST_WGAN}
+
+
+# --------------------------------------------------------------------------
+# argument checks (shared with the reference implementation)
+
+def positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def check_array(arr, name, rows, cols, writable=False):
+    """Validate a float32 C-contiguous array of rows*cols elements, shaped
+    (rows, cols) or flat; returns it viewed as (rows, cols)."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
+    if arr.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {arr.dtype}")
+    if arr.shape != (rows, cols) and arr.shape != (rows * cols,):
+        raise ValueError(f"{name} must have shape ({rows}, {cols}) (or ({rows * cols},)), "
+                         f"got {arr.shape}")
+    if not arr.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
+    if writable and not arr.flags.writeable:
+        raise ValueError(f"{name} must be writable")
+    return arr.reshape(rows, cols)
+
+
+class _Buffer:
+    """A NumPy buffer the C struct points into: reading gives the array,
+    assigning copies into it (shape-checked), so C always sees the data."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.attr = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return getattr(obj, self.attr)
+
+    def __set__(self, obj, value):
+        buf = getattr(obj, self.attr)
+        if buf is None:
+            raise AttributeError(f"{self.name} is not allocated for this layer")
+        value = np.asarray(value)
+        if value.shape != buf.shape:
+            raise ValueError(f"{self.name} must have shape {buf.shape}, got {value.shape}")
+        buf[...] = value
+
+
+def _ctx(ctx):
+    return (ctx or _ffi.default_context()).ptr
+
+
+# --------------------------------------------------------------------------
+
+class ConnectedLayer:
+    """Darknet's [connected]: output = f(input . weights^T + biases), or with
+    batch_normalize f(BN(input . weights^T)).
+
+    batch: rows per call; steps: row blocks allocated (1 for a plain layer;
+    T for an RNN sublayer, where each call works on one step's `batch` rows).
+    """
+    type = "connected"
+
+    weights = _Buffer()
+    biases = _Buffer()
+    weight_updates = _Buffer()
+    bias_updates = _Buffer()
+    output = _Buffer()
+    delta = _Buffer()
+    scales = _Buffer()
+    scale_updates = _Buffer()
+    rolling_mean = _Buffer()
+    rolling_variance = _Buffer()
+    mean = _Buffer()
+    variance = _Buffer()
+    x = _Buffer()
+    x_norm = _Buffer()
+
+    def __init__(self, batch, inputs, outputs, activation="logistic", batch_normalize=False,
+                 steps=1, learning_rate_scale=1.0, ctx=None, _struct=None, _owner=None):
+        self.batch = positive_int(batch, "batch")
+        self.inputs = positive_int(inputs, "inputs")
+        self.outputs = positive_int(outputs, "outputs")
+        self.steps = positive_int(steps, "steps")
+        self.activation = activation
+        act = activation_index(activation)
+        self.batch_normalize = bool(batch_normalize)
+        self.ctx = ctx
+        rows = self.steps * self.batch
+        z = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
+        self._weights = z(self.outputs, self.inputs)
+        self._biases = z(self.outputs)
+        self._weight_updates = z(self.outputs, self.inputs)
+        self._bias_updates = z(self.outputs)
+        self._output = z(rows, self.outputs)
+        self._delta = z(rows, self.outputs)
+        bn = self.batch_normalize
+        self._scales = np.ones(self.outputs, dtype=np.float32) if bn else None
+        self._scale_updates = z(self.outputs) if bn else None
+        self._rolling_mean = z(self.outputs) if bn else None
+        self._rolling_variance = z(self.outputs) if bn else None
+        self._mean = z(self.steps, self.outputs) if bn else None
+        self._variance = z(self.steps, self.outputs) if bn else None
+        self._x = z(rows, self.outputs) if bn else None
+        self._x_norm = z(rows, self.outputs) if bn else None
+        self._scratch = z(2, self.outputs) if bn else None
+
+        self._owner = _owner          # keeps an enclosing struct alive
+        c = _struct if _struct is not None else ffi.new("dn_connected *")
+        self._c = c
+        c.batch, c.steps, c.inputs, c.outputs = self.batch, self.steps, self.inputs, self.outputs
+        c.activation = act
+        c.batch_normalize = int(bn)
+        c.learning_rate_scale = float(learning_rate_scale)
+        for name in ("weights", "biases", "weight_updates", "bias_updates", "output", "delta"):
+            setattr(c, name, fptr(getattr(self, "_" + name)))
+        if bn:
+            for name in ("scales", "scale_updates", "rolling_mean", "rolling_variance",
+                         "mean", "variance", "x", "x_norm"):
+                setattr(c, name, fptr(getattr(self, "_" + name)))
+            c.mean_delta = fptr(self._scratch[0])
+            c.variance_delta = fptr(self._scratch[1])
+
+    @property
+    def learning_rate_scale(self):
+        return float(self._c.learning_rate_scale)
+
+    @learning_rate_scale.setter
+    def learning_rate_scale(self, value):
+        self._c.learning_rate_scale = float(value)
+
+    def _step(self, step, name="step"):
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise TypeError(f"{name} must be an int")
+        if not 0 <= step < self.steps:
+            raise ValueError(f"{name} must be in [0, {self.steps}), got {step}")
+        return int(step)
+
+    def forward(self, input, train=True, step=0):
+        """Forward one call: input (batch, inputs) -> rows of `step` in output."""
+        step = self._step(step)
+        check_array(input, "input", self.batch, self.inputs)
+        check(lib.dn_connected_forward(_ctx(self.ctx), self._c, step, fptr(input), int(bool(train))),
+              "connected forward")
+
+    def backward(self, input, prev_delta=None, step=0, stats_step=None, fixes=0):
+        """Backward one call; prev_delta (batch, inputs) accumulates delta . weights."""
+        step = self._step(step)
+        stats_step = step if stats_step is None else self._step(stats_step, "stats_step")
+        check_array(input, "input", self.batch, self.inputs)
+        pd = ffi.NULL
+        if prev_delta is not None:
+            check_array(prev_delta, "prev_delta", self.batch, self.inputs, writable=True)
+            pd = fptr(prev_delta)
+        check(lib.dn_connected_backward(_ctx(self.ctx), self._c, step, stats_step, int(fixes),
+                                        fptr(input), pd), "connected backward")
+
+    def update(self, learning_rate, momentum, decay, batch):
+        """SGD with momentum and decay, Darknet's order (SPEC section 3)."""
+        check(lib.dn_connected_update(self._c, float(learning_rate), float(momentum),
+                                      float(decay), positive_int(batch, "batch")),
+              "connected update")
+
+    def __repr__(self):
+        bn = ", batch_normalize=True" if self.batch_normalize else ""
+        return (f"ConnectedLayer(batch={self.batch}, inputs={self.inputs}, outputs={self.outputs}, "
+                f"activation={self.activation!r}{bn}, steps={self.steps})")
+
+
+class RNNLayer:
+    """Darknet's [rnn]: three connected sublayers (input, self, output), a
+    state of (steps+1, batch, outputs), batch = streams."""
+    type = "rnn"
+
+    state = _Buffer()
+
+    def __init__(self, batch, inputs, outputs, steps, activation="logistic",
+                 batch_normalize=False, shortcut=False, fixes=0, ctx=None):
+        self.batch = positive_int(batch, "batch")
+        self.inputs = positive_int(inputs, "inputs")
+        self.outputs = positive_int(outputs, "outputs")
+        self.steps = positive_int(steps, "steps")
+        activation_index(activation)
+        self.activation = activation
+        self.batch_normalize = bool(batch_normalize)
+        self.shortcut = bool(shortcut)
+        self.ctx = ctx
+        self._c = c = ffi.new("dn_rnn *")
+        c.batch, c.steps, c.inputs, c.outputs = self.batch, self.steps, self.inputs, self.outputs
+        c.shortcut = int(self.shortcut)
+        self.fixes = fixes
+        kw = dict(batch=self.batch, outputs=self.outputs, activation=activation,
+                  batch_normalize=self.batch_normalize, steps=self.steps, ctx=ctx, _owner=c)
+        self.input_layer = ConnectedLayer(inputs=self.inputs,
+                                          _struct=ffi.addressof(c[0], "input_layer"), **kw)
+        self.self_layer = ConnectedLayer(inputs=self.outputs,
+                                         _struct=ffi.addressof(c[0], "self_layer"), **kw)
+        self.output_layer = ConnectedLayer(inputs=self.outputs,
+                                           _struct=ffi.addressof(c[0], "output_layer"), **kw)
+        self._state = np.zeros((self.steps + 1, self.batch, self.outputs), dtype=np.float32)
+        self._scratch = np.zeros((self.batch, self.outputs), dtype=np.float32)
+        c.state = fptr(self._state)
+        c.scratch = fptr(self._scratch)
+
+    @property
+    def fixes(self):
+        return int(self._c.fixes)
+
+    @fixes.setter
+    def fixes(self, value):
+        value = int(value)
+        if value & ~FIX_ALL:
+            raise ValueError(f"fixes: unknown bits in {value:#x}")
+        self._c.fixes = value
+
+    @property
+    def output(self):
+        return self.output_layer.output
+
+    @property
+    def delta(self):
+        return self.output_layer.delta
+
+    @property
+    def sublayers(self):
+        return (self.input_layer, self.self_layer, self.output_layer)
+
+    def forward(self, input, train=True):
+        """input (steps*batch, inputs), time-major."""
+        check_array(input, "input", self.steps * self.batch, self.inputs)
+        check(lib.dn_rnn_forward(_ctx(self.ctx), self._c, fptr(input), int(bool(train))),
+              "rnn forward")
+
+    def backward(self, input, prev_delta=None):
+        """BPTT over the steps of the last training forward (Darknet's order)."""
+        check_array(input, "input", self.steps * self.batch, self.inputs)
+        pd = ffi.NULL
+        if prev_delta is not None:
+            check_array(prev_delta, "prev_delta", self.steps * self.batch, self.inputs,
+                        writable=True)
+            pd = fptr(prev_delta)
+        check(lib.dn_rnn_backward(_ctx(self.ctx), self._c, fptr(input), pd), "rnn backward")
+
+    def update(self, learning_rate, momentum, decay, batch):
+        check(lib.dn_rnn_update(self._c, float(learning_rate), float(momentum), float(decay),
+                                positive_int(batch, "batch")), "rnn update")
+
+    def reset_state(self):
+        """Zero the recurrent state (Darknet has no CPU reset, Q21)."""
+        self._state[...] = 0
+
+    def __repr__(self):
+        extra = ", batch_normalize=True" if self.batch_normalize else ""
+        extra += ", shortcut=True" if self.shortcut else ""
+        return (f"RNNLayer(batch={self.batch}, inputs={self.inputs}, outputs={self.outputs}, "
+                f"steps={self.steps}, activation={self.activation!r}{extra})")
+
+
+class SoftmaxLayer:
+    """Darknet's [softmax] with its cross-entropy loss (SPEC section 6)."""
+    type = "softmax"
+
+    output = _Buffer()
+    delta = _Buffer()
+    loss = _Buffer()
+
+    def __init__(self, batch, inputs, groups=1, temperature=1.0, noloss=False, fixes=0):
+        self.batch = positive_int(batch, "batch")
+        self.inputs = self.outputs = positive_int(inputs, "inputs")
+        self.groups = positive_int(groups, "groups")
+        if self.inputs % self.groups:
+            raise ValueError(f"groups ({groups}) must divide inputs ({inputs})")
+        self.noloss = bool(noloss)
+        self._output = np.zeros((self.batch, self.inputs), dtype=np.float32)
+        self._delta = np.zeros_like(self._output)
+        self._loss = np.zeros_like(self._output)
+        self._cost = ffi.new("float *")
+        self.cost = None
+        self._c = c = ffi.new("dn_softmax *")
+        c.batch, c.inputs, c.groups, c.noloss = self.batch, self.inputs, self.groups, int(self.noloss)
+        c.output, c.delta, c.loss = fptr(self._output), fptr(self._delta), fptr(self._loss)
+        self.temperature = temperature
+        self.fixes = fixes
+
+    @property
+    def temperature(self):
+        return float(self._c.temperature)
+
+    @temperature.setter
+    def temperature(self, value):
+        value = float(value)
+        if not value > 0:
+            raise ValueError(f"temperature must be > 0, got {value}")
+        self._c.temperature = value
+
+    @property
+    def fixes(self):
+        return int(self._c.fixes)
+
+    @fixes.setter
+    def fixes(self, value):
+        self._c.fixes = int(value)
+
+    def forward(self, input, truth=None):
+        check_array(input, "input", self.batch, self.inputs)
+        tp = ffi.NULL
+        if truth is not None:
+            check_array(truth, "truth", self.batch, self.inputs)
+            tp = fptr(truth)
+        check(lib.dn_softmax_forward(self._c, fptr(input), tp, self._cost), "softmax forward")
+        self.cost = float(self._cost[0]) if truth is not None and not self.noloss else None
+
+    def backward(self, prev_delta):
+        if prev_delta is None:
+            return
+        check_array(prev_delta, "prev_delta", self.batch, self.inputs, writable=True)
+        check(lib.dn_softmax_backward(self._c, fptr(prev_delta)), "softmax backward")
+
+
+class CostLayer:
+    """Darknet's [cost] (SPEC section 7). Types: sse, masked, L1, seg, smooth, wgan."""
+    type = "cost"
+
+    output = _Buffer()
+    delta = _Buffer()
+
+    def __init__(self, batch, inputs, cost_type="sse", scale=1.0):
+        self.batch = positive_int(batch, "batch")
+        self.inputs = self.outputs = positive_int(inputs, "inputs")
+        if cost_type not in COST_TYPES:
+            raise ValueError(f"cost_type: unknown cost type {cost_type!r}; expected one of "
+                             + ", ".join(COST_TYPES))
+        self.cost_type = cost_type
+        self.scale = float(np.float32(scale))
+        self._output = np.zeros((self.batch, self.inputs), dtype=np.float32)
+        self._delta = np.zeros_like(self._output)
+        self._cost = ffi.new("float *")
+        self.cost = None
+        self._c = c = ffi.new("dn_cost *")
+        c.batch, c.inputs, c.cost_type, c.scale = self.batch, self.inputs, COST_TYPES[cost_type], self.scale
+        c.output, c.delta = fptr(self._output), fptr(self._delta)
+
+    def forward(self, input, truth=None):
+        """With truth: errors, delta and cost (masked writes -1234 into input).
+        Without truth nothing happens, as in Darknet's predict."""
+        if truth is None:
+            return
+        check_array(input, "input", self.batch, self.inputs, writable=self.cost_type == "masked")
+        check_array(truth, "truth", self.batch, self.inputs)
+        check(lib.dn_cost_forward(self._c, fptr(input), fptr(truth), self._cost), "cost forward")
+        self.cost = float(self._cost[0])
+
+    def backward(self, prev_delta):
+        if prev_delta is None:
+            return
+        check_array(prev_delta, "prev_delta", self.batch, self.inputs, writable=True)
+        check(lib.dn_cost_backward(self._c, fptr(prev_delta)), "cost backward")
+
+
+__all__ = ["ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer", "ACTIVATIONS", "COST_TYPES"]
