@@ -34,3 +34,16 @@ const char *dn_status_string(int status)
     default: return "unknown status";
     }
 }
+
+#ifndef DN_CFLAGS
+#define DN_CFLAGS "unknown"
+#endif
+
+const char *dn_build_flags(void)
+{
+#ifdef __VERSION__
+    return "cc " __VERSION__ "; " DN_CFLAGS;
+#else
+    return DN_CFLAGS;
+#endif
+}

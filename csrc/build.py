@@ -38,6 +38,7 @@ ffibuilder.set_source(
     sources=sources(),
     include_dirs=[os.path.relpath(HERE, ROOT)],
     extra_compile_args=CFLAGS + ["-pthread"],
+    define_macros=[("DN_CFLAGS", '"' + " ".join(CFLAGS) + '"')],
     extra_link_args=["-pthread"],
     libraries=["m"],
 )

@@ -124,6 +124,7 @@ typedef struct dn_cost {
 } dn_cost;
 
 const char *dn_status_string(int status);
+const char *dn_build_flags(void);    /* compiler and flags the core was built with */
 const char *dn_activation_name(int activation);
 int dn_kernels_available(void);   /* bit (1 << dn_kernel) per usable kernel */
 int dn_kernel_auto(void);         /* the fastest kernel this CPU runs */

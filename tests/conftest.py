@@ -1,0 +1,51 @@
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def golden_cases():
+    return [c["case"] for c in json.loads((DATA / "index.json").read_text())]
+
+
+def describe_mismatch(a, b, limit=5):
+    """max abs/rel diff and the first mismatching positions, for messages."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return f"shape {a.shape} != {b.shape}"
+    both_nan = np.isnan(a) & np.isnan(b)
+    bad = ~((a == b) | both_nan)
+    if not bad.any():
+        return "equal"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = np.abs(a - b)
+        rel = diff / np.maximum(np.abs(a), np.abs(b))
+    idx = np.argwhere(bad)[:limit]
+    first = ", ".join(f"{tuple(i)}: {a[tuple(i)]!r} vs {b[tuple(i)]!r}" for i in idx)
+    return (f"{bad.sum()} of {bad.size} differ; max abs {np.nanmax(diff[bad]):.3g}, "
+            f"max rel {np.nanmax(rel[bad]):.3g}; first: {first}")
+
+
+def assert_bitwise(actual, expected, what):
+    """Equal values, NaN where the other has NaN (signed zeros compare equal)."""
+    a = np.asarray(actual)
+    e = np.asarray(expected)
+    ok = a.shape == e.shape and np.array_equal(a, e, equal_nan=True)
+    assert ok, f"{what}: {describe_mismatch(a, e)}"
+
+
+def assert_close(actual, expected, what, rtol, atol):
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != {e.shape}"
+    ok = np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    assert ok.all(), f"{what} (rtol={rtol}, atol={atol}): {describe_mismatch(a, e)}"
+
+
+@pytest.fixture
+def data_dir():
+    return DATA
