@@ -1,0 +1,95 @@
+/* rnn_asan.c - drives the RNN layer through training forward, backward and
+ * update with every buffer malloc'ed at exactly its documented size, so an
+ * AddressSanitizer build reports any out-of-bounds access (Darknet's CPU
+ * RNN writes `steps` state blocks past a one-block allocation, SPEC Q1).
+ * Exit status 0 = no error; ASan aborts with a report otherwise. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "darknet_rnn.h"
+
+static float *buf(long n)
+{
+    float *p = malloc(sizeof(float) * (size_t)n);
+    if (!p) { perror("malloc"); exit(3); }
+    for (long i = 0; i < n; ++i) p[i] = (float)((i * 7919 % 2001) - 1000) / 4000.0f;
+    return p;
+}
+
+static void make_connected(dn_connected *c, int batch, int steps, int inputs, int outputs,
+                           int act, int bn)
+{
+    long rows = (long)batch * steps;
+    c->batch = batch; c->steps = steps; c->inputs = inputs; c->outputs = outputs;
+    c->activation = act; c->batch_normalize = bn; c->learning_rate_scale = 1;
+    c->weights = buf((long)outputs * inputs);
+    c->biases = buf(outputs);
+    c->weight_updates = buf((long)outputs * inputs);
+    c->bias_updates = buf(outputs);
+    c->output = buf(rows * outputs);
+    c->delta = buf(rows * outputs);
+    c->scales = c->scale_updates = c->rolling_mean = c->rolling_variance = NULL;
+    c->mean = c->variance = c->x = c->x_norm = c->mean_delta = c->variance_delta = NULL;
+    if (bn) {
+        c->scales = buf(outputs); c->scale_updates = buf(outputs);
+        c->rolling_mean = buf(outputs); c->rolling_variance = buf(outputs);
+        for (int i = 0; i < outputs; ++i) c->rolling_variance[i] = 1;
+        c->mean = buf((long)steps * outputs); c->variance = buf((long)steps * outputs);
+        c->x = buf(rows * outputs); c->x_norm = buf(rows * outputs);
+        c->mean_delta = buf(outputs); c->variance_delta = buf(outputs);
+    }
+}
+
+static int run(int kernel, int B, int T, int I, int H, int bn, int shortcut, int fixes)
+{
+    dn_ctx ctx = {kernel, 1, NULL, 0};
+    long wf = dn_gemm_work_floats(kernel, 1);
+    if (wf > 0) { ctx.work = buf(wf); ctx.work_floats = wf; }
+    dn_rnn l;
+    l.batch = B; l.steps = T; l.inputs = I; l.outputs = H;
+    l.shortcut = shortcut; l.fixes = fixes;
+    make_connected(&l.input_layer, B, T, I, H, DN_LEAKY, bn);
+    make_connected(&l.self_layer, B, T, H, H, DN_LEAKY, bn);
+    make_connected(&l.output_layer, B, T, H, H, DN_LEAKY, bn);
+    l.state = buf((long)(T + 1) * B * H);
+    l.scratch = buf((long)B * H);
+    float *x = buf((long)T * B * I), *dx = buf((long)T * B * I);
+    int st = 0;
+    for (int it = 0; it < 3 && !st; ++it) {
+        st = dn_rnn_forward(&ctx, &l, x, 1);
+        if (!st) st = dn_rnn_backward(&ctx, &l, x, dx);
+        if (!st) st = dn_rnn_update(&l, 0.01f, 0.9f, 0.0005f, B * T);
+    }
+    if (!st) st = dn_rnn_forward(&ctx, &l, x, 0);   /* inference path */
+    dn_connected *s[3] = {&l.input_layer, &l.self_layer, &l.output_layer};
+    for (int i = 0; i < 3; ++i) {
+        free(s[i]->weights); free(s[i]->biases); free(s[i]->weight_updates);
+        free(s[i]->bias_updates); free(s[i]->output); free(s[i]->delta);
+        if (bn) {
+            free(s[i]->scales); free(s[i]->scale_updates); free(s[i]->rolling_mean);
+            free(s[i]->rolling_variance); free(s[i]->mean); free(s[i]->variance);
+            free(s[i]->x); free(s[i]->x_norm); free(s[i]->mean_delta); free(s[i]->variance_delta);
+        }
+    }
+    free(l.state); free(l.scratch); free(x); free(dx); free(ctx.work);
+    if (st) fprintf(stderr, "kernel %d B=%d T=%d: status %d (%s)\n", kernel, B, T, st,
+                    dn_status_string(st));
+    return st;
+}
+
+int main(void)
+{
+    int kernels = dn_kernels_available();
+    int fail = 0, runs = 0;
+    for (int k = 0; k <= DN_KERNEL_AVX512; ++k) {
+        if (!(kernels & (1 << k))) continue;
+        for (int bn = 0; bn <= 1; ++bn)
+            for (int sc = 0; sc <= 1; ++sc)
+                for (int fx = 0; fx <= DN_FIX_ALL; fx += DN_FIX_ALL) {
+                    fail |= run(k, 3, 8, 5, 7, bn, sc, fx);
+                    fail |= run(k, 2, 9, 33, 17, bn, sc, fx);
+                    runs += 2;
+                }
+    }
+    printf("%d runs, %s\n", runs, fail ? "FAILED" : "ok");
+    return fail ? 1 : 0;
+}
