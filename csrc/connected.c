@@ -7,7 +7,7 @@
  */
 #include "internal.h"
 
-static int check_connected(const dn_connected *l, int step)
+int dn_check_connected(const dn_connected *l, int step)
 {
     if (!l || l->batch < 1 || l->inputs < 1 || l->outputs < 1 || l->steps < 1)
         return DN_ERR_ARG;
@@ -24,10 +24,43 @@ static int check_connected(const dn_connected *l, int step)
     return DN_OK;
 }
 
+/* Everything after the GEMM in forward, for one step's rows: biases or batch
+ * norm, then the activation. */
+int dn_connected_forward_post(const dn_connected *l, int step, int train)
+{
+    const int n = l->batch, c = l->outputs;
+    float *out = dn_rows(l->output, step, n, c);     /* (n, c) */
+    if (l->batch_normalize) {
+        dn_batchnorm_forward(l, step, train);
+    } else {
+        for (int r = 0; r < n; ++r)
+            for (int j = 0; j < c; ++j) out[(long)r * c + j] += l->biases[j];
+    }
+    return dn_activate(out, n * c, l->activation);
+}
+
+/* Everything before the GEMMs in backward, for one step's rows: activation
+ * gradient, then batch norm backward or the bias gradient. */
+int dn_connected_backward_pre(const dn_connected *l, int step, int stats_step, int fixes)
+{
+    const int n = l->batch, c = l->outputs;
+    float *delta = dn_rows(l->delta, step, n, c);         /* (n, c) */
+    const float *out = dn_rows(l->output, step, n, c);
+    int st = dn_gradient(out, n * c, l->activation, delta);
+    if (st) return st;
+    if (l->batch_normalize) {
+        dn_batchnorm_backward(l, step, stats_step, fixes);
+    } else {
+        for (int r = 0; r < n; ++r)
+            for (int j = 0; j < c; ++j) l->bias_updates[j] += 0.0f + delta[(long)r * c + j];
+    }
+    return DN_OK;
+}
+
 int dn_connected_forward(const dn_ctx *ctx, const dn_connected *l, int step,
                          const float *input, int train)
 {
-    int st = check_connected(l, step);
+    int st = dn_check_connected(l, step);
     if (st) return st;
     if (!ctx || !input) return DN_ERR_ARG;
     const int n = l->batch, c = l->outputs;
@@ -42,33 +75,19 @@ int dn_connected_forward(const dn_ctx *ctx, const dn_connected *l, int step,
                      l->weights, l->inputs, 0, out, c);
     }
     if (st) return st;
-    if (l->batch_normalize) {
-        dn_batchnorm_forward(l, step, train);
-    } else {
-        for (int r = 0; r < n; ++r)
-            for (int j = 0; j < c; ++j) out[(long)r * c + j] += l->biases[j];
-    }
-    return dn_activate(out, n * c, l->activation);
+    return dn_connected_forward_post(l, step, train);
 }
 
 int dn_connected_backward(const dn_ctx *ctx, const dn_connected *l, int step,
                           int stats_step, int fixes, const float *input,
                           float *prev_delta)
 {
-    int st = check_connected(l, step);
+    int st = dn_check_connected(l, step);
     if (st) return st;
     if (!ctx || !input || stats_step < 0 || stats_step >= l->steps) return DN_ERR_ARG;
     const int n = l->batch, c = l->outputs;
     float *delta = dn_rows(l->delta, step, n, c);         /* (n, c) */
-    const float *out = dn_rows(l->output, step, n, c);
-    st = dn_gradient(out, n * c, l->activation, delta);
-    if (st) return st;
-    if (l->batch_normalize) {
-        dn_batchnorm_backward(l, step, stats_step, fixes);
-    } else {
-        for (int r = 0; r < n; ++r)
-            for (int j = 0; j < c; ++j) l->bias_updates[j] += 0.0f + delta[(long)r * c + j];
-    }
+    if ((st = dn_connected_backward_pre(l, step, stats_step, fixes))) return st;
     /* weight_updates (c, inputs) += delta^T (c, n) . input (n, inputs) */
     st = dn_gemm(ctx, 1, 0, c, l->inputs, n, 1, delta, c, input, l->inputs, 1,
                  l->weight_updates, l->inputs);
@@ -83,7 +102,7 @@ int dn_connected_backward(const dn_ctx *ctx, const dn_connected *l, int step,
 int dn_connected_update(const dn_connected *l, float learning_rate, float momentum,
                         float decay, int batch)
 {
-    int st = check_connected(l, 0);
+    int st = dn_check_connected(l, 0);
     if (st) return st;
     if (batch < 1) return DN_ERR_ARG;
     const float lr = learning_rate * l->learning_rate_scale;

@@ -28,4 +28,10 @@ static inline float *dn_rows(float *base, int step, int batch, int width)
 /* Batch norm of one step's rows of a connected layer (batchnorm.c). */
 void dn_batchnorm_forward(const dn_connected *l, int step, int train);
 void dn_batchnorm_backward(const dn_connected *l, int step, int stats_step, int fixes);
+
+/* Halves of the connected layer around its GEMMs (connected.c), used by the
+ * RNN fast path to batch GEMMs over all time steps. */
+int dn_check_connected(const dn_connected *l, int step);
+int dn_connected_forward_post(const dn_connected *l, int step, int train);
+int dn_connected_backward_pre(const dn_connected *l, int step, int stats_step, int fixes);
 #endif
