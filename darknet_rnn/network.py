@@ -19,7 +19,7 @@ from ._rand import GlibcRandom
 from .cfg import parse_cfg
 from .errors import CfgError
 from .fixes import FIX_ALL, FIX_BN_GRADIENT, FIX_SOFTMAX_TEMPERATURE
-from .weights import WeightsEntry, init_weights, load_weights, save_weights
+from .weights import entry_for_layer, init_weights, load_weights, save_weights
 
 
 def _backend_module(backend):
@@ -104,15 +104,12 @@ class Network:
         entries = []
         for ls, layer in zip(self.spec.layers, self.layers):
             if layer.type == "rnn":
-                blocks = list(layer.sublayers) if hasattr(layer, "sublayers") else \
-                    [layer.input_layer, layer.self_layer, layer.output_layer]
+                blocks = [layer.input_layer, layer.self_layer, layer.output_layer]
             elif layer.type == "connected":
                 blocks = [layer]
             else:
                 blocks = []
-            entries.append(WeightsEntry(blocks=blocks, dontload=ls.dontload, dontsave=ls.dontsave,
-                                        dontloadscales=ls.dontloadscales,
-                                        name=f"layer {ls.index} {ls.section}"))
+            entries.append(entry_for_layer(ls, blocks))
         return entries
 
     def load_weights(self, path, *, strict=None):
