@@ -78,7 +78,10 @@ static void bn_backward_exact(const dn_connected *l, float *delta, const float *
             g_dot += (double)delta[i] * ((double)x[i] - mean[j]);
         }
         g_mean /= n;
-        double k = s * s / (sigma * (n - 1)) * g_dot;
+        /* d sigma / d var is infinite at var = 0 (all rows equal, e.g. the
+         * self layer at t = 0 whose input h_0 is 0), but the variance path's
+         * contribution (x - mean) * g_dot / sigma tends to 0 there. */
+        double k = var[j] > 0 ? s * s / (sigma * (n - 1)) * g_dot : 0.0;
         for (int r = 0; r < n; ++r) {
             long i = (long)r * c + j;
             delta[i] = (float)(s * ((double)delta[i] - g_mean) - k * ((double)x[i] - mean[j]));
