@@ -5,8 +5,9 @@ delta zeroed, then forward on the previous output), cost averaging,
 backward from the last layer to the first, train_network_datum (seen,
 subdivisions, update), the learning-rate policies, stateful inference and
 .weights I/O. The layer objects are darknet_rnn.layers (C core) or, with
-backend="reference", darknet_rnn.reference (NumPy twin); both expose every
-buffer as NumPy arrays through `net.layers`.
+backend="reference", darknet_rnn.reference (the bit-exact NumPy twin), or
+with backend="numpy", darknet_rnn.vectorized (the BLAS-speed NumPy
+baseline); all expose every buffer as NumPy arrays through `net.layers`.
 """
 import os
 import time
@@ -29,7 +30,10 @@ def _backend_module(backend):
     if backend == "reference":
         from . import reference
         return reference
-    raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}")
+    if backend == "numpy":
+        from . import vectorized
+        return vectorized
+    raise ValueError(f"backend must be 'native', 'reference' or 'numpy', got {backend!r}")
 
 
 class Network:
@@ -64,7 +68,7 @@ class Network:
             from ._ffi import Context
             ctx = Context(kernel, threads)
         self.ctx = ctx
-        extra = {"dtype": dtype} if backend == "reference" else {"ctx": ctx}
+        extra = {"ctx": ctx} if backend == "native" else {"dtype": dtype}
         self.layers = []
         for ls in spec.layers:
             if ls.type == "rnn":
@@ -78,12 +82,12 @@ class Network:
                                            batch_normalize=ls.batch_normalize,
                                            learning_rate_scale=ls.learning_rate_scale, **extra)
             elif ls.type == "softmax":
-                extra_s = {"dtype": dtype} if backend == "reference" else {}
+                extra_s = {} if backend == "native" else {"dtype": dtype}
                 layer = mod.SoftmaxLayer(batch=self.batch, inputs=ls.inputs, groups=ls.groups,
                                          temperature=ls.temperature, noloss=ls.noloss,
                                          fixes=self.fixes & FIX_SOFTMAX_TEMPERATURE, **extra_s)
             elif ls.type == "cost":
-                extra_s = {"dtype": dtype} if backend == "reference" else {}
+                extra_s = {} if backend == "native" else {"dtype": dtype}
                 layer = mod.CostLayer(batch=self.batch, inputs=ls.inputs,
                                       cost_type=ls.cost_type, scale=ls.scale, **extra_s)
             else:  # the parser only produces the types above

@@ -1,4 +1,5 @@
-"""Fast kernels against Darknet's goldens, with tolerances.
+"""Fast kernels (and the vectorised NumPy baseline, darknet_rnn.vectorized)
+against Darknet's goldens, with tolerances.
 
 The fast path changes only the float summation order (blocked GEMMs, GEMMs
 batched over all time steps), so it cannot be bitwise. The bands are the
@@ -17,7 +18,11 @@ import darknet_rnn
 from darknet_rnn._ffi import available_kernels
 from conftest import DATA, assert_close, golden_cases
 
-FAST = [k for k in available_kernels() if k != "reference"]
+FAST = [k for k in available_kernels() if k != "reference"] + ["numpy"]
+
+
+def impl(kernel):
+    return {"backend": "numpy"} if kernel == "numpy" else {"kernel": kernel}
 
 
 def meta(case):
@@ -37,7 +42,7 @@ def test_fast_kernels_match_darknet_without_bn(case, kernel, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = darknet_rnn.load_network(DATA / case / "net.cfg", DATA / case / "before.weights",
-                                       kernel=kernel)
+                                       **impl(kernel))
         for i in range(m["N"]):
             loss = net.train(d["x"][i], d["y"][i])
             assert_close(loss, d["loss"][i], f"{case}/{kernel} loss[{i}]", **tol)
@@ -46,7 +51,7 @@ def test_fast_kernels_match_darknet_without_bn(case, kernel, tmp_path):
         assert_close(payload(tmp_path / "w"), payload(DATA / case / "after.weights"),
                      f"{case}/{kernel} after.weights", **tol)
         inf = darknet_rnn.load_network(DATA / case / "infer.cfg", DATA / case / "after.weights",
-                                       kernel=kernel)
+                                       **impl(kernel))
         for k, row in enumerate(d["predict_x"]):
             assert_close(inf.predict(row), d["predict_out"][k], f"{case}/{kernel} predict[{k}]",
                          **tol)
@@ -61,7 +66,7 @@ def test_fast_kernels_match_darknet_with_bn_first_datum(case, kernel, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = darknet_rnn.load_network(DATA / case / "net.cfg", DATA / case / "before.weights",
-                                       kernel=kernel)
+                                       **impl(kernel))
         loss = net.train(d["x"][0], d["y"][0])
     assert_close(loss, d["loss"][0], f"{case}/{kernel} loss[0]", **tol)
     assert_close(net.output, d["output"][0], f"{case}/{kernel} output[0]", **tol)
