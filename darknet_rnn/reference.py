@@ -38,16 +38,11 @@ import numbers
 import numpy as np
 
 from darknet_rnn.activations import ACTIVATIONS, activation_index
-
-# Departures of Darknet's CPU backward from the true gradient (SPEC section 14).
-# Same values as dn_fix in csrc/darknet_rnn.h. 0 = reproduce Darknet.
-FIX_COPY_BEFORE_SCALE = 1       # Q2: input layer gets dL/dh, not the f'(b)-scaled delta
-FIX_SHORTCUT_CARRY = 2          # Q3: shortcut carries the raw dL/dh to the previous step
-FIX_STORED_STATE = 4            # Q4: output layer backward uses the stored state h_{t+1}
-FIX_BN_STEP_STATS = 8           # Q5: BN backward uses each step's own mean/variance
-FIX_BN_GRADIENT = 16            # Q6: BN backward is the derivative of the BN forward
-FIX_SOFTMAX_TEMPERATURE = 32    # Q11: softmax delta divided by the temperature
-FIX_ALL = 63
+# Departures of Darknet's CPU backward from the true gradient (SPEC section 14),
+# same values as dn_fix in csrc/darknet_rnn.h. 0 = reproduce Darknet.
+from darknet_rnn.fixes import (FIX_ALL, FIX_BN_GRADIENT, FIX_BN_STEP_STATS,  # noqa: F401
+                               FIX_COPY_BEFORE_SCALE, FIX_SHORTCUT_CARRY,
+                               FIX_SOFTMAX_TEMPERATURE, FIX_STORED_STATE)
 
 # [cost] types, in the order of dn_cost_type.
 COST_TYPES = ("sse", "masked", "L1", "seg", "smooth", "wgan")
@@ -55,12 +50,12 @@ COST_TYPES = ("sse", "masked", "L1", "seg", "smooth", "wgan")
 SECRET_NUM = -1234              # truth value that masks an element in a masked cost
 FLT_MAX = float(np.finfo(np.float32).max)
 
-# BN epsilons (SPEC section 4). The forward adds 1e-6 *outside* the square
-# root, in double; Darknet's backward adds the float 1e-5 *inside* it.
+# BN epsilons (SPEC section 4), float literals in Darknet (so float32 values in
+# float32 mode). The forward adds 1e-6 to sqrt(var), *outside* the root, in
+# double; Darknet's backward adds 1e-5 to var (a float add), *inside* the root.
+# The exact backward (FIX_BN_GRADIENT) uses the double 1e-6, like the C core.
 BN_FORWARD_EPS = 1e-6
 BN_BACKWARD_EPS = 1e-5
-# Rolling statistics: rolling = rolling*0.99 + 0.01*batch_statistic, float.
-BN_ROLLING_MOMENTUM = 0.99
 
 _F64 = np.float64
 
@@ -84,11 +79,11 @@ def _c_exp(v):
 
 
 def _c_log(v):
-    if v > 0:                       # includes +inf
+    if v > 0 or v != v:             # positive, +inf, or NaN (passed through, sign kept)
         return math.log(v)
     if v == 0:
-        return -math.inf
-    return math.nan                 # negative or NaN
+        return -math.inf            # C: pole error, -inf
+    return math.nan                 # negative: domain error
 
 
 def _c_pow(x, y):
@@ -221,7 +216,8 @@ def gradient(y, activation):
         if activation == "elu":                      # (y>=0) + (y<0)*(y+1), float
             return (y >= 0).astype(dt) + (y < 0).astype(dt) * (y + 1)
         if activation == "selu":                     # double, rounded once
-            g = (y >= 0).astype(_F64) * 1.0507 + (y < 0).astype(_F64) * (y.astype(_F64) + 1.0507 * 1.6732)
+            g = ((y >= 0).astype(_F64) * 1.0507
+                 + (y < 0).astype(_F64) * (y.astype(_F64) + 1.0507 * 1.6732))
             return g.astype(dt)
         if activation == "relie":
             return np.where(y > 0, one, dt(0.01))
@@ -272,20 +268,50 @@ def _check_dtype(dtype):
 def _check_fixes(fixes):
     fixes = _check_int("fixes", fixes, minimum=0)
     if fixes & ~FIX_ALL:
-        raise ValueError(f"fixes must be a combination of the FIX_* bits (0..{FIX_ALL}), got {fixes}")
+        raise ValueError(f"fixes must combine the FIX_* bits (0..{FIX_ALL}), got {fixes}")
     return fixes
 
 
-def _check_array(name, a, shape, dtype, writable=False):
+def _check_array(name, a, rows, cols, dtype, writable=False):
+    """Validate an array of the layer dtype shaped (rows, cols) or flat
+    (rows*cols,), C-contiguous (as the native layers require); returns it
+    viewed as (rows, cols), so writes reach the caller's buffer."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != dtype:
         raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {a.dtype.name}")
-    if a.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+    if a.shape != (rows, cols) and a.shape != (rows * cols,):
+        raise ValueError(f"{name} must have shape ({rows}, {cols}) (or ({rows * cols},)), "
+                         f"got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
     if writable and not a.flags.writeable:
         raise ValueError(f"{name} must be writable")
-    return a
+    return a.reshape(rows, cols)
+
+
+class _Buffer:
+    """A layer array: reading gives the array; assigning copies into it
+    (shape-checked, cast to the layer dtype), so views handed out earlier stay
+    valid - the same behaviour as darknet_rnn.layers, where C points into it."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.attr = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return getattr(obj, self.attr)
+
+    def __set__(self, obj, value):
+        buf = getattr(obj, self.attr)
+        if buf is None:
+            raise AttributeError(f"{self.name} is not allocated for this layer")
+        value = np.asarray(value)
+        if value.shape != buf.shape:
+            raise ValueError(f"{self.name} must have shape {buf.shape}, got {value.shape}")
+        buf[...] = value
 
 
 # --------------------------------------------------------------------------
@@ -323,9 +349,24 @@ class ConnectedLayer:
 
     A plain [connected] layer has steps=1 and batch = the network batch. Inside
     an RNN, batch is the number of streams, steps the number of time steps,
-    and each forward/backward call handles one step's rows.
+    and each forward/backward call handles one step's `batch` rows.
     """
     type = "connected"
+
+    weights = _Buffer()            # (outputs, inputs)
+    biases = _Buffer()             # (outputs,)
+    weight_updates = _Buffer()     # (outputs, inputs)
+    bias_updates = _Buffer()       # (outputs,)
+    output = _Buffer()             # (steps*batch, outputs)
+    delta = _Buffer()              # (steps*batch, outputs)
+    scales = _Buffer()             # (outputs,)        batch_normalize only, else None
+    scale_updates = _Buffer()      # (outputs,)
+    rolling_mean = _Buffer()       # (outputs,)
+    rolling_variance = _Buffer()   # (outputs,)
+    mean = _Buffer()               # (steps, outputs)  batch statistics of each step
+    variance = _Buffer()           # (steps, outputs)
+    x = _Buffer()                  # (steps*batch, outputs) before normalisation
+    x_norm = _Buffer()             # (steps*batch, outputs) normalised
 
     def __init__(self, batch, inputs, outputs, activation="logistic", batch_normalize=False,
                  steps=1, learning_rate_scale=1.0, dtype=np.float32):
@@ -335,49 +376,50 @@ class ConnectedLayer:
         self.steps = _check_int("steps", steps)
         activation_index(activation, "activation")
         self.activation = activation
-        self.batch_normalize = bool(batch_normalize)
+        self.batch_normalize = bn = bool(batch_normalize)
         self.learning_rate_scale = _check_real("learning_rate_scale", learning_rate_scale)
         self.dtype = dt = _check_dtype(dtype)
 
         rows, n = self.steps * self.batch, self.outputs
-        self.weights = np.zeros((n, self.inputs), dt)          # (outputs, inputs)
-        self.biases = np.zeros(n, dt)                          # (outputs,)
-        self.weight_updates = np.zeros((n, self.inputs), dt)   # (outputs, inputs)
-        self.bias_updates = np.zeros(n, dt)                    # (outputs,)
-        self.output = np.zeros((rows, n), dt)                  # (steps*batch, outputs)
-        self.delta = np.zeros((rows, n), dt)                   # (steps*batch, outputs)
-        if self.batch_normalize:
-            self.scales = np.ones(n, dt)                       # (outputs,)
-            self.scale_updates = np.zeros(n, dt)
-            self.rolling_mean = np.zeros(n, dt)
-            self.rolling_variance = np.zeros(n, dt)
-            self.mean = np.zeros((self.steps, n), dt)          # (steps, outputs) per-step batch stats
-            self.variance = np.zeros((self.steps, n), dt)
-            self.x = np.zeros((rows, n), dt)                   # (steps*batch, outputs) before BN
-            self.x_norm = np.zeros((rows, n), dt)              # (steps*batch, outputs) normalised
-        else:
-            self.scales = self.scale_updates = None
-            self.rolling_mean = self.rolling_variance = None
-            self.mean = self.variance = self.x = self.x_norm = None
+        self._weights = np.zeros((n, self.inputs), dt)
+        self._biases = np.zeros(n, dt)
+        self._weight_updates = np.zeros((n, self.inputs), dt)
+        self._bias_updates = np.zeros(n, dt)
+        self._output = np.zeros((rows, n), dt)
+        self._delta = np.zeros((rows, n), dt)
+        self._scales = np.ones(n, dt) if bn else None
+        self._scale_updates = np.zeros(n, dt) if bn else None
+        self._rolling_mean = np.zeros(n, dt) if bn else None
+        self._rolling_variance = np.zeros(n, dt) if bn else None
+        self._mean = np.zeros((self.steps, n), dt) if bn else None
+        self._variance = np.zeros((self.steps, n), dt) if bn else None
+        self._x = np.zeros((rows, n), dt) if bn else None
+        self._x_norm = np.zeros((rows, n), dt) if bn else None
 
     def __repr__(self):
-        bn = ", batch_normalize" if self.batch_normalize else ""
-        return (f"ConnectedLayer({self.inputs} -> {self.outputs}, batch={self.batch}, "
-                f"steps={self.steps}, {self.activation}{bn}, {np.dtype(self.dtype).name})")
+        bn = ", batch_normalize=True" if self.batch_normalize else ""
+        return (f"ConnectedLayer(batch={self.batch}, inputs={self.inputs}, outputs={self.outputs}, "
+                f"activation={self.activation!r}{bn}, steps={self.steps}, "
+                f"dtype={np.dtype(self.dtype).name})")
 
-    def _rows(self, step, name="step"):
-        step = _check_int(name, step, minimum=0)
-        if step >= self.steps:
-            raise ValueError(f"{name} must be < steps={self.steps}, got {step}")
+    def _step(self, step, name="step"):
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise TypeError(f"{name} must be an int")
+        if not 0 <= step < self.steps:
+            raise ValueError(f"{name} must be in [0, {self.steps}), got {step}")
+        return int(step)
+
+    def _rows(self, step):
         return slice(step * self.batch, (step + 1) * self.batch)
 
     # ---- forward ---------------------------------------------------------
 
     def forward(self, input, train=True, step=0):
-        """Rows [step*batch, (step+1)*batch) of output = f(BN(x·Wᵀ) or x·Wᵀ + b).
+        """Rows of `step` in output = f(BN(x·Wᵀ)) or f(x·Wᵀ + b).
         input: (batch, inputs). Returns None; read self.output."""
+        step = self._step(step)
+        input = _check_array("input", input, self.batch, self.inputs, self.dtype)
         rows = self._rows(step)
-        _check_array("input", input, (self.batch, self.inputs), self.dtype)
         with np.errstate(all="ignore"):
             z = _gemm_nt(input, self.weights)            # (batch, outputs); 0 + sum in C
             if self.batch_normalize:
@@ -388,7 +430,7 @@ class ConnectedLayer:
 
     def _batchnorm_forward(self, z, train, step, rows):
         """SPEC §4: normalise each column over the call's rows, then scale and
-        shift. z: (batch, outputs) pre-normalisation. Returns x̂·scales + biases."""
+        shift. z: (batch, outputs) before normalisation. Returns x̂·scales + biases."""
         dt, n = self.dtype, self.batch
         self.x[rows] = z
         if train:
@@ -402,22 +444,22 @@ class ConnectedLayer:
             var = v * dt(_reciprocal(n - 1))                          # (outputs,)
             self.mean[step] = mean
             self.variance[step] = var
-            # Once per call, so T times per forward inside an RNN (Q22).
-            self.rolling_mean *= dt(BN_ROLLING_MOMENTUM)
-            self.rolling_mean += dt(1 - BN_ROLLING_MOMENTUM) * mean
-            self.rolling_variance *= dt(BN_ROLLING_MOMENTUM)
-            self.rolling_variance += dt(1 - BN_ROLLING_MOMENTUM) * var
+            # Once per call: T times per forward inside an RNN (Q22).
+            self.rolling_mean *= dt(0.99)
+            self.rolling_mean += dt(0.01) * mean
+            self.rolling_variance *= dt(0.99)
+            self.rolling_variance += dt(0.01) * var
             x_norm = self._normalize(z, mean, var)
             self.x_norm[rows] = x_norm
         else:
-            # Darknet leaves x_norm alone in inference (only train needs it).
+            # Darknet leaves x_norm alone in inference (only backward needs it).
             x_norm = self._normalize(z, self.rolling_mean, self.rolling_variance)
         return x_norm * self.scales + self.biases
 
     def _normalize(self, z, mean, var):
-        """(z - mean) / (sqrt(var) + 1e-6): epsilon outside the root, division in
-        double, rounded once."""
-        sd = np.sqrt(var.astype(_F64)) + BN_FORWARD_EPS
+        """(z - mean) / (sqrt(var) + 1e-6): epsilon outside the root, the
+        subtraction in float, the division in double, rounded once."""
+        sd = np.sqrt(var.astype(_F64)) + _F64(self.dtype(BN_FORWARD_EPS))
         return ((z - mean).astype(_F64) / sd).astype(self.dtype)
 
     # ---- backward --------------------------------------------------------
@@ -425,20 +467,20 @@ class ConnectedLayer:
     def backward(self, input, prev_delta=None, step=0, stats_step=None, fixes=0):
         """Backpropagate the step's rows of self.delta (SPEC §3 Backward).
 
-        input: (batch, inputs), the input forward saw. prev_delta: None or a
+        input: (batch, inputs), what forward saw. prev_delta: None or a
         writable (batch, inputs) array that receives += delta·W. stats_step:
-        which row of mean/variance the BN backward uses (None -> step; Darknet's
+        the row of mean/variance the BN backward uses (None -> step; Darknet's
         RNN uses steps-1, Q5). fixes & FIX_BN_GRADIENT: exact BN derivative (Q6).
-        Modifies the step's rows of self.delta in place; accumulates into
-        bias_updates, scale_updates, weight_updates."""
-        rows = self._rows(step)
-        stats_step = step if stats_step is None else stats_step
-        self._rows(stats_step, "stats_step")
+        Scales the step's rows of self.delta in place; accumulates into
+        bias_updates, scale_updates and weight_updates."""
+        step = self._step(step)
+        stats_step = step if stats_step is None else self._step(stats_step, "stats_step")
         fixes = _check_fixes(fixes)
-        _check_array("input", input, (self.batch, self.inputs), self.dtype)
+        input = _check_array("input", input, self.batch, self.inputs, self.dtype)
         if prev_delta is not None:
-            _check_array("prev_delta", prev_delta, (self.batch, self.inputs), self.dtype,
-                         writable=True)
+            prev_delta = _check_array("prev_delta", prev_delta, self.batch, self.inputs,
+                                      self.dtype, writable=True)
+        rows = self._rows(step)
         with np.errstate(all="ignore"):
             d = self.delta[rows]                         # (batch, outputs), a view: edited in place
             d *= gradient(self.output[rows], self.activation)
@@ -451,57 +493,64 @@ class ConnectedLayer:
                 _gemm_nn_accumulate(d, self.weights, prev_delta)
 
     def _accumulate_bias(self, d):
-        # Darknet's backward_bias adds, row by row, a one-element sum_array,
-        # i.e. (0 + d): the 0 turns -0.0 into +0.0.
+        # Darknet adds, row by row, a one-element sum_array, i.e. (0 + d):
+        # the 0 turns -0.0 into +0.0.
         zero = self.dtype(0)
         for row in d:
             self.bias_updates += zero + row
 
     def _batchnorm_backward(self, d, rows, stats_step, exact):
-        """SPEC §4 Backward, in place on d (batch, outputs).
-
-        Darknet's formulas are those of a biased-variance BN with 1e-5 inside
-        the root; they are not the derivative of the forward above (Q6). With
-        exact=True we use the derivative of what the forward computed:
-            σ = sqrt(v) + 1e-6,  x̂ = c/σ,  c = x - μ,  v = Σc²/(N-1)
-            dL/dx = g/σ + (dL/dv)·2c/(N-1) + (dL/dμ)/N
-            dL/dμ = -Σg/σ   (v's own μ-dependence vanishes because Σc = 0)
-            dL/dv = Σ g·c · (-1/σ²) · 1/(2·sqrt(v))
-        where g = dL/dx̂ (here: the delta after multiplying by scales). The
-        precision layout mirrors Darknet's: float sums, double factors, one
-        rounding per stored value."""
-        dt, n = self.dtype, self.batch
+        """SPEC §4 Backward, in place on d (batch, outputs), the delta already
+        multiplied by f'(y)."""
         x = self.x[rows]                                 # (batch, outputs) before BN
-        x_norm = self.x_norm[rows]
         mean = self.mean[stats_step]                     # (outputs,)
         var = self.variance[stats_step]
 
         self._accumulate_bias(d)                         # the biases are the BN shift
-        self.scale_updates += _column_sum(d * x_norm)    # each column summed from 0, then added
-        d *= self.scales                                 # now g = dL/dx̂ (negated)
+        self.scale_updates += _column_sum(d * self.x_norm[rows])   # summed from 0, then added
+        d *= self.scales                                 # now d = -dL/dx̂
+        if exact:
+            d[...] = self._batchnorm_exact_delta(d, x, mean, var)
+            return
+        # Darknet: the textbook formulas of a biased-variance BN with 1e-5
+        # inside the root - not the derivative of the forward above (Q6).
+        dt, n = self.dtype, self.batch
         centered = x - mean                              # (batch, outputs), float
-        if not exact:
-            eps_var = (var + dt(BN_BACKWARD_EPS)).astype(_F64)   # float add, then double
-            root = np.sqrt(eps_var)
-            mean_delta = (_column_sum(d).astype(_F64) * (-1.0 / root)).astype(dt)
-            variance_delta = (_column_sum(d * centered).astype(_F64)
-                              * (-0.5 * _libm(_c_pow, eps_var, -1.5))).astype(dt)
-            divisor = n                                  # Darknet assumes a biased variance
-        else:
-            v = var.astype(_F64)
-            sd = np.sqrt(v) + BN_FORWARD_EPS             # σ exactly as the forward used it
-            mean_delta = (_column_sum(d).astype(_F64) * (-1.0 / sd)).astype(dt)
-            # dσ/dv = 1/(2 sqrt v) is infinite at v = 0 (all rows equal, e.g. the
-            # self layer at t = 0 whose input h_0 is 0), but the variance path's
-            # contribution c·Σgc/sqrt(v) tends to 0 there: use that limit.
-            factor = np.where(v > 0, -0.5 / (sd * sd * np.sqrt(v)), 0.0)
-            variance_delta = (_column_sum(d * centered).astype(_F64) * factor).astype(dt)
-            root = sd
-            divisor = n - 1                              # the forward's unbiased variance
+        eps_var = (var + dt(BN_BACKWARD_EPS)).astype(_F64)   # float add, then double
+        root = np.sqrt(eps_var)
+        mean_delta = (_column_sum(d).astype(_F64) * (-1.0 / root)).astype(dt)
+        variance_delta = (_column_sum(d * centered).astype(_F64)
+                          * (-0.5 * _libm(_c_pow, eps_var, -1.5))).astype(dt)
         # Three terms summed in double left to right; the last is a float division.
-        d[...] = (d.astype(_F64) / root
-                  + variance_delta.astype(_F64) * 2.0 * centered.astype(_F64) / divisor
+        d[...] = (d.astype(_F64) * 1.0 / root
+                  + variance_delta.astype(_F64) * 2.0 * centered.astype(_F64) / n
                   + (mean_delta / dt(n)).astype(_F64)).astype(dt)
+
+    def _batchnorm_exact_delta(self, g, x, mean, var):
+        """-dL/dx for the BN forward actually computed (FIX_BN_GRADIENT, Q6).
+
+        With c = x - μ, v = Σc²/(N-1) (unbiased), σ = sqrt(v), s = 1/(σ + 1e-6),
+        x̂ = c·s and g = -dL/dx̂:
+            dx̂_i/dx_j = s(δ_ij - 1/N) - s²·c_i·c_j / (σ(N-1))
+        (μ's effect on v vanishes because Σc = 0), so
+            -dL/dx_j = s·(g_j - mean(g)) - k·c_j,   k = s²/(σ(N-1)) · Σ_i g_i c_i.
+        Sums and factors in double, one rounding at the end (the C core's
+        layout). σ = 0 (every row equal, e.g. the self layer at t = 0 whose
+        input h_0 is 0): c = 0 and the k·c term tends to 0; we use that limit
+        instead of 0·inf = NaN."""
+        n = self.batch
+        g64 = g.astype(_F64)                             # (batch, outputs)
+        c64 = x.astype(_F64) - mean.astype(_F64)         # double subtraction
+        sigma = np.sqrt(var.astype(_F64))                # (outputs,)
+        s = 1.0 / (sigma + BN_FORWARD_EPS)
+        g_mean = np.zeros(self.outputs, _F64)
+        g_dot = np.zeros(self.outputs, _F64)
+        for r in range(n):                               # double accumulators, rows in order
+            g_mean = g_mean + g64[r]
+            g_dot = g_dot + g64[r] * c64[r]
+        g_mean = g_mean / n
+        k = np.where(sigma > 0, s * s / (sigma * (n - 1)) * g_dot, 0.0)
+        return (s * (g64 - g_mean) - k * c64).astype(self.dtype)
 
     # ---- update ----------------------------------------------------------
 
@@ -512,7 +561,7 @@ class ConnectedLayer:
         learning_rate = dt(_check_real("learning_rate", learning_rate))
         momentum = dt(_check_real("momentum", momentum))
         decay = dt(_check_real("decay", decay))
-        batch = dt(_check_int("batch", batch))          # int -> float as in C
+        batch = dt(_check_int("batch", batch))          # int -> float, as C converts it
         with np.errstate(all="ignore"):
             rate = learning_rate * dt(self.learning_rate_scale) / batch
             self.biases += rate * self.bias_updates
@@ -542,6 +591,8 @@ class RNNLayer:
     """
     type = "rnn"
 
+    state = _Buffer()              # (steps+1, batch, outputs); block 0 is h_0
+
     def __init__(self, batch, inputs, outputs, steps, activation="logistic",
                  batch_normalize=False, shortcut=False, fixes=0, dtype=np.float32):
         self.batch = _check_int("batch", batch)
@@ -552,26 +603,28 @@ class RNNLayer:
         self.activation = activation
         self.batch_normalize = bool(batch_normalize)
         self.shortcut = bool(shortcut)
-        self.fixes = _check_fixes(fixes)
+        self.fixes = fixes
         self.dtype = dt = _check_dtype(dtype)
 
         # learning_rate_scale stays 1: a learning_rate key on [rnn] has no effect (Q15).
-        sub = dict(activation=activation, batch_normalize=self.batch_normalize,
-                   steps=self.steps, dtype=dt)
-        self.input_layer = ConnectedLayer(self.batch, self.inputs, self.outputs, **sub)
-        self.self_layer = ConnectedLayer(self.batch, self.outputs, self.outputs, **sub)
-        self.output_layer = ConnectedLayer(self.batch, self.outputs, self.outputs, **sub)
-        # (T+1) blocks (Darknet allocates one and overflows, Q1). Training
+        sub = dict(batch=self.batch, outputs=self.outputs, activation=activation,
+                   batch_normalize=self.batch_normalize, steps=self.steps, dtype=dt)
+        self.input_layer = ConnectedLayer(inputs=self.inputs, **sub)
+        self.self_layer = ConnectedLayer(inputs=self.outputs, **sub)
+        self.output_layer = ConnectedLayer(inputs=self.outputs, **sub)
+        # T+1 blocks (Darknet allocates one and overflows it, Q1). Training
         # writes h_1..h_T into blocks 1..T; inference reads and overwrites block 0.
-        self.state = np.zeros((self.steps + 1, self.batch, self.outputs), dt)  # (T+1, B, H)
+        self._state = np.zeros((self.steps + 1, self.batch, self.outputs), dt)
         self._scratch = np.zeros((self.batch, self.outputs), dt)   # (B, H) raw dS_t for the fixes
 
-    def __repr__(self):
-        flags = "".join([", batch_normalize" if self.batch_normalize else "",
-                         ", shortcut" if self.shortcut else "",
-                         f", fixes={self.fixes}" if self.fixes else ""])
-        return (f"RNNLayer({self.inputs} -> {self.outputs}, batch={self.batch}, "
-                f"steps={self.steps}, {self.activation}{flags}, {np.dtype(self.dtype).name})")
+    @property
+    def fixes(self):
+        """FIX_* bits: Q2-Q5 switch steps of backward, Q6 is passed to the sublayers."""
+        return self._fixes
+
+    @fixes.setter
+    def fixes(self, value):
+        self._fixes = _check_fixes(value)
 
     @property
     def output(self):
@@ -583,8 +636,17 @@ class RNNLayer:
         """(T*B, outputs): the output layer's delta; the next layer adds into it."""
         return self.output_layer.delta
 
-    def _sublayers(self):
+    @property
+    def sublayers(self):
         return (self.input_layer, self.self_layer, self.output_layer)
+
+    def __repr__(self):
+        extra = ", batch_normalize=True" if self.batch_normalize else ""
+        extra += ", shortcut=True" if self.shortcut else ""
+        extra += f", fixes={self.fixes}" if self.fixes else ""
+        return (f"RNNLayer(batch={self.batch}, inputs={self.inputs}, outputs={self.outputs}, "
+                f"steps={self.steps}, activation={self.activation!r}{extra}, "
+                f"dtype={np.dtype(self.dtype).name})")
 
     def reset_state(self):
         """Zero the recurrent state (Darknet has no CPU reset, Q21)."""
@@ -594,9 +656,9 @@ class RNNLayer:
         """input: (T*B, inputs). Train mode starts from h_0 = 0 and keeps every
         h_t for backward; inference carries block 0 across steps and calls."""
         B, T = self.batch, self.steps
-        _check_array("input", input, (T * B, self.inputs), self.dtype)
+        input = _check_array("input", input, T * B, self.inputs, self.dtype)
         train = bool(train)
-        il, sl, ol = self._sublayers()
+        il, sl, ol = self.sublayers
         for layer in (ol, sl, il):
             layer.delta[...] = 0
         if train:
@@ -607,7 +669,7 @@ class RNNLayer:
                 il.forward(input[rows], train, t)
                 h_prev = self.state[t] if train else self.state[0]     # (B, H)
                 sl.forward(h_prev, train, t)
-                # copy (or zero-fill) then two axpy with alpha 1: float adds in this order
+                # copy (or zero-fill), then two axpy with alpha 1: float adds in this order
                 h = h_prev.copy() if self.shortcut else np.zeros_like(h_prev)
                 h = h + il.output[rows]
                 h = h + sl.output[rows]
@@ -617,18 +679,19 @@ class RNNLayer:
 
     def backward(self, input, prev_delta=None):
         """Backpropagation through time, t = T-1 .. 0, in Darknet's order
-        (SPEC §5 Backward). input: (T*B, inputs) as given to forward;
-        prev_delta: None or writable (T*B, inputs), receives += dL/dx.
+        (SPEC §5 Backward), after a train-mode forward. input: (T*B, inputs)
+        as given to forward; prev_delta: None or writable (T*B, inputs),
+        receives += the input delta.
 
-        Buffers (step t rows): dY_t = output_layer.delta (filled by the next
-        layer), dS_t = self_layer.delta (= dL/db_t = dL/dh_{t+1}), dA_t =
-        input_layer.delta."""
+        Step t's rows of the buffers: dY_t = output_layer.delta (filled by the
+        next layer), dS_t = self_layer.delta (will hold dL/db_t = dL/dh_{t+1}),
+        dA_t = input_layer.delta."""
         B, T = self.batch, self.steps
-        _check_array("input", input, (T * B, self.inputs), self.dtype)
+        input = _check_array("input", input, T * B, self.inputs, self.dtype)
         if prev_delta is not None:
-            _check_array("prev_delta", prev_delta, (T * B, self.inputs), self.dtype,
-                         writable=True)
-        il, sl, ol = self._sublayers()
+            prev_delta = _check_array("prev_delta", prev_delta, T * B, self.inputs, self.dtype,
+                                      writable=True)
+        il, sl, ol = self.sublayers
         fixes = self.fixes
         sub_fixes = fixes & FIX_BN_GRADIENT
         keep_raw = bool(fixes & (FIX_COPY_BEFORE_SCALE | FIX_SHORTCUT_CARRY))
@@ -646,36 +709,35 @@ class RNNLayer:
                 if not fixes & FIX_STORED_STATE:
                     self.state[t + 1] = il.output[rows] + sl.output[rows]
 
-                # 2. output layer: dY_t -> weights; its input delta goes into dS_t.
+                # 2. output layer: dY_t -> its updates; its input delta goes into dS_t.
                 ol.backward(self.state[t + 1], sl.delta[rows], t, stats, sub_fixes)
 
-                # dS_t is complete now (output layer + self layer of step t+1 +
-                # shortcut carry). Keep it: step 3 scales it in place.
+                # dS_t is complete now (output layer at t, self layer at t+1,
+                # shortcut carry from t+1). Keep it: step 3 scales it in place.
                 if keep_raw:
                     raw[...] = sl.delta[rows]
 
                 # 3. self layer with its forward input h_t; its input delta goes
-                #    to dS_{t-1} (nowhere at t = 0, h_0 is not trained).
+                #    to dS_{t-1} (nowhere at t = 0: h_0 is not trained).
                 sl.backward(self.state[t], sl.delta[prev_rows] if t > 0 else None,
                             t, stats, sub_fixes)
 
-                # 4. Q2: Darknet hands the input layer the *scaled* dS_t
-                #    (times f'(b_t), or the self-BN Jacobian); dL/da_t is the raw one.
+                # 4. Q2: Darknet hands the input layer the *scaled* dS_t (times
+                #    f'(b_t), or through the self-BN Jacobian); dL/da_t is the raw one.
                 il.delta[rows] = raw if fixes & FIX_COPY_BEFORE_SCALE else sl.delta[rows]
 
-                # 5. Q3: with shortcut h_{t+1} also depends on h_t directly, so
-                #    dL/dh_t gets dL/dh_{t+1}; Darknet adds the scaled delta.
+                # 5. Q3: with shortcut, h_{t+1} depends on h_t directly, so dL/dh_t
+                #    gets dL/dh_{t+1}; Darknet adds the scaled delta instead.
                 if self.shortcut and t > 0:
-                    carry = raw if fixes & FIX_SHORTCUT_CARRY else sl.delta[rows]
-                    sl.delta[prev_rows] += carry
+                    sl.delta[prev_rows] += raw if fixes & FIX_SHORTCUT_CARRY else sl.delta[rows]
 
                 # 6. input layer with x_t; its input delta goes to the caller.
-                il.backward(input[rows], prev_delta[rows] if prev_delta is not None else None,
+                il.backward(input[rows], None if prev_delta is None else prev_delta[rows],
                             t, stats, sub_fixes)
 
     def update(self, learning_rate, momentum, decay, batch):
         """Update input, self, output sublayers, in that order."""
-        for layer in self._sublayers():
+        for layer in self.sublayers:
             layer.update(learning_rate, momentum, decay, batch)
 
 
@@ -686,36 +748,59 @@ class SoftmaxLayer:
     with cross-entropy loss and delta = truth - p when a truth is given."""
     type = "softmax"
 
+    output = _Buffer()             # (batch, inputs) probabilities
+    delta = _Buffer()              # (batch, inputs) truth - p
+    loss = _Buffer()               # (batch, inputs) -log p where truth != 0
+
     def __init__(self, batch, inputs, groups=1, temperature=1.0, noloss=False, fixes=0,
                  dtype=np.float32):
         self.batch = _check_int("batch", batch)
         self.inputs = self.outputs = _check_int("inputs", inputs)
         self.groups = _check_int("groups", groups)
         if self.inputs % self.groups:
-            raise ValueError(f"groups={self.groups} must divide inputs={self.inputs}")
-        self.temperature = _check_real("temperature", temperature)
+            raise ValueError(f"groups ({groups}) must divide inputs ({inputs})")
+        self.temperature = temperature
         self.noloss = bool(noloss)
-        self.fixes = _check_fixes(fixes)
+        self.fixes = fixes
         self.dtype = dt = _check_dtype(dtype)
-        self.output = np.zeros((self.batch, self.inputs), dt)   # (batch, inputs) probabilities
-        self.delta = np.zeros((self.batch, self.inputs), dt)    # (batch, inputs) truth - p
-        self.loss = np.zeros((self.batch, self.inputs), dt)     # (batch, inputs) -log p where truth != 0
+        self._output = np.zeros((self.batch, self.inputs), dt)
+        self._delta = np.zeros((self.batch, self.inputs), dt)
+        self._loss = np.zeros((self.batch, self.inputs), dt)
         self.cost = None
 
+    @property
+    def temperature(self):
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        value = _check_real("temperature", value)
+        if not value > 0:
+            raise ValueError(f"temperature must be > 0, got {value}")
+        self._temperature = value
+
+    @property
+    def fixes(self):
+        """FIX_SOFTMAX_TEMPERATURE divides the delta passed down by the temperature."""
+        return self._fixes
+
+    @fixes.setter
+    def fixes(self, value):
+        self._fixes = _check_fixes(value)
+
     def __repr__(self):
-        return (f"SoftmaxLayer({self.inputs}, batch={self.batch}, groups={self.groups}, "
-                f"temperature={self.temperature}, {np.dtype(self.dtype).name})")
+        return (f"SoftmaxLayer(batch={self.batch}, inputs={self.inputs}, groups={self.groups}, "
+                f"temperature={self.temperature}, dtype={np.dtype(self.dtype).name})")
 
     def forward(self, input, truth=None):
-        """input, truth: (batch, inputs). Loss, delta and cost are computed only
-        with a truth and without noloss."""
+        """input, truth: (batch, inputs). Loss, delta and cost only with a truth
+        and without noloss; otherwise cost is None."""
         dt = self.dtype
-        shape = (self.batch, self.inputs)
-        _check_array("input", input, shape, dt)
+        input = _check_array("input", input, self.batch, self.inputs, dt)
         if truth is not None:
-            _check_array("truth", truth, shape, dt)
+            truth = _check_array("truth", truth, self.batch, self.inputs, dt)
         n = self.inputs // self.groups
-        x = input.reshape(self.batch, self.groups, n)            # (batch, groups, n)
+        x = input.reshape(self.batch, self.groups, n)             # (batch, groups, n)
         temp = dt(self.temperature)
         with np.errstate(all="ignore"):
             # largest starts at -FLT_MAX and takes x only when x > largest, so
@@ -729,26 +814,31 @@ class SoftmaxLayer:
             total = np.zeros((self.batch, self.groups), dt)
             for i in range(n):
                 total = total + e[:, :, i]
-            self.output[...] = (e / total[:, :, None]).reshape(shape)
+            self.output[...] = (e / total[:, :, None]).reshape(self.batch, self.inputs)
             if truth is None or self.noloss:
+                self.cost = None
                 return
             p = self.output
-            # -log(p) only where truth != 0; the truth's value itself is unused (Q12)
+            # -log(p) only where truth != 0; the truth's value is not used (Q12)
             self.loss[...] = np.where(truth != 0, (-_libm(_c_log, p)).astype(dt), dt(0))
             self.delta[...] = truth - p
             self.cost = float(_sum_in_order(self.loss))
 
     def backward(self, prev_delta):
-        """prev_delta (batch, inputs) += delta. delta = t - p is already the
-        negative gradient at temperature 1; with FIX_SOFTMAX_TEMPERATURE it is
-        scaled by 1/temperature (an axpy with alpha = 1/T), the gradient at any T."""
+        """prev_delta (batch, inputs) += delta. delta = t - p is the negative
+        gradient at temperature 1; with FIX_SOFTMAX_TEMPERATURE each element is
+        divided by the temperature (float division), the gradient at any T.
+        prev_delta None (a first layer): nothing to do."""
+        if prev_delta is None:
+            return
         dt = self.dtype
-        _check_array("prev_delta", prev_delta, (self.batch, self.inputs), dt, writable=True)
+        prev_delta = _check_array("prev_delta", prev_delta, self.batch, self.inputs, dt,
+                                  writable=True)
         with np.errstate(all="ignore"):
             if self.fixes & FIX_SOFTMAX_TEMPERATURE:
-                prev_delta += (dt(1) / dt(self.temperature)) * self.delta
+                prev_delta += self.delta / dt(self.temperature)
             else:
-                prev_delta += self.delta
+                prev_delta += self.delta            # axpy with alpha 1
 
 
 # --------------------------------------------------------------------------
@@ -757,6 +847,9 @@ class CostLayer:
     """[cost] (SPEC §7): per-element error against the truth, delta, and the
     summed cost. scale only multiplies the delta passed down."""
     type = "cost"
+
+    output = _Buffer()             # (batch, inputs) per-element error
+    delta = _Buffer()              # (batch, inputs)
 
     def __init__(self, batch, inputs, cost_type="sse", scale=1.0, dtype=np.float32):
         self.batch = _check_int("batch", batch)
@@ -769,23 +862,24 @@ class CostLayer:
         self.cost_type = cost_type
         self.scale = _check_real("scale", scale)
         self.dtype = dt = _check_dtype(dtype)
-        self.output = np.zeros((self.batch, self.inputs), dt)   # (batch, inputs) per-element error
-        self.delta = np.zeros((self.batch, self.inputs), dt)    # (batch, inputs)
+        self._output = np.zeros((self.batch, self.inputs), dt)
+        self._delta = np.zeros((self.batch, self.inputs), dt)
         self.cost = None
 
     def __repr__(self):
-        return (f"CostLayer({self.inputs}, batch={self.batch}, {self.cost_type}, "
-                f"scale={self.scale}, {np.dtype(self.dtype).name})")
+        return (f"CostLayer(batch={self.batch}, inputs={self.inputs}, "
+                f"cost_type={self.cost_type!r}, scale={self.scale}, "
+                f"dtype={np.dtype(self.dtype).name})")
 
     def forward(self, input, truth=None):
         """input, truth: (batch, inputs). Without a truth nothing happens (output
-        keeps its old values). masked writes SECRET_NUM into `input` in place."""
-        dt = self.dtype
-        shape = (self.batch, self.inputs)
+        and cost keep their old values). masked writes SECRET_NUM into `input`."""
         if truth is None:
             return
-        _check_array("input", input, shape, dt, writable=self.cost_type == "masked")
-        _check_array("truth", truth, shape, dt)
+        dt = self.dtype
+        input = _check_array("input", input, self.batch, self.inputs, dt,
+                             writable=self.cost_type == "masked")
+        truth = _check_array("truth", truth, self.batch, self.inputs, dt)
         with np.errstate(all="ignore"):
             if self.cost_type == "masked":
                 # Darknet overwrites the previous layer's output, so d = 0 there.
@@ -808,8 +902,11 @@ class CostLayer:
             self.cost = float(_sum_in_order(self.output))
 
     def backward(self, prev_delta):
-        """prev_delta (batch, inputs) += scale * delta."""
+        """prev_delta (batch, inputs) += scale * delta (an axpy, float)."""
+        if prev_delta is None:
+            return
         dt = self.dtype
-        _check_array("prev_delta", prev_delta, (self.batch, self.inputs), dt, writable=True)
+        prev_delta = _check_array("prev_delta", prev_delta, self.batch, self.inputs, dt,
+                                  writable=True)
         with np.errstate(all="ignore"):
             prev_delta += dt(self.scale) * self.delta
