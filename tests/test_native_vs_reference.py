@@ -12,8 +12,8 @@ from darknet_rnn import layers as N
 from darknet_rnn import reference as R
 from darknet_rnn._ffi import Context
 from darknet_rnn.activations import ACTIVATIONS
-from darknet_rnn.fixes import FIX_ALL, FIX_BN_GRADIENT
-from conftest import assert_bitwise, assert_close
+from darknet_rnn.fixes import FIX_ALL
+from conftest import assert_bitwise
 
 REF = Context("reference", 1)
 PARAMS = ("weights", "biases", "scales", "rolling_mean", "rolling_variance")
@@ -119,27 +119,14 @@ def test_rnn_fixes_routing_bitwise(fixes, bn):
 
 
 @pytest.mark.parametrize("shortcut", [False, True])
-def test_rnn_exact_bn_gradient_close(shortcut):
-    """Q6's exact BN derivative is written independently in C and NumPy with
-    different summation orders: equal to float32 rounding (measured ~1e-6)."""
+@pytest.mark.parametrize("activation", ["logistic", "leaky"])
+def test_rnn_exact_mode_bitwise(activation, shortcut):
+    """FIX_ALL, including Q6's exact BN derivative (same double-precision
+    layout in C and NumPy): still bitwise."""
     rng = np.random.default_rng(11)
-    n, r = rnn_pair(rng, 4, 3, 5, 3, activation="logistic", batch_normalize=True,
+    n, r = rnn_pair(rng, 4, 3, 5, 3, activation=activation, batch_normalize=True,
                     shortcut=shortcut, fixes=FIX_ALL)
-    x = rnd(rng, 12, 3)
-    n.forward(x)
-    r.forward(x)
-    dy = rnd(rng, 12, 5)
-    n.delta[...] = dy
-    r.delta[...] = dy
-    pdn = np.zeros((12, 3), np.float32)
-    pdr = pdn.copy()
-    n.backward(x, pdn)
-    r.backward(x, pdr)
-    assert_close(pdn, pdr, "prev_delta", rtol=1e-4, atol=1e-6)
-    for sub in ("input_layer", "self_layer", "output_layer"):
-        for name in ("weight_updates", "bias_updates", "scale_updates"):
-            assert_close(getattr(getattr(n, sub), name), getattr(getattr(r, sub), name),
-                         f"{sub}.{name}", rtol=1e-4, atol=1e-6)
+    run_rnn_training(n, r, rng, 4, 3, 3, lambda what: compare_rnn(n, r, what))
 
 
 @pytest.mark.parametrize("seed", [3, 4])
