@@ -1,0 +1,83 @@
+"""GEMM kernels: every kernel this CPU runs, the four transpose cases, odd
+shapes, alpha/beta (beta=0 must ignore NaN in C), leading dimensions, thread
+counts - against a float64 product. The C harness (tests/c/gemm_check.c)
+covers ~2000 cases; the Python part checks the same through cffi, i.e. the
+path the layers use."""
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from darknet_rnn import _ffi
+from darknet_rnn._ffi import ffi, fptr, lib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+KERNELS = _ffi.available_kernels()
+
+
+def test_c_harness_all_kernels(tmp_path):
+    cc = shutil.which("gcc") or shutil.which("cc")
+    assert cc, "a C compiler is required to build the GEMM harness"
+    exe = tmp_path / "gemm_check"
+    cmd = [cc, "-O2", "-std=c99", "-ffp-contract=off", "-pthread", f"-I{ROOT / 'csrc'}",
+           str(ROOT / "tests" / "c" / "gemm_check.c"), str(ROOT / "csrc" / "gemm_fast.c"),
+           str(ROOT / "csrc" / "gemm.c"), "-o", str(exe), "-lm"]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    assert " 0 failed" in run.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("ta,tb", [(0, 0), (0, 1), (1, 0), (1, 1)])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 300, 257), (7, 33, 65), (33, 17, 130),
+                                   (130, 70, 9), (200, 300, 300)])
+def test_gemm_through_cffi(kernel, ta, tb, m, n, k, threads):
+    rng = np.random.default_rng(m * 1000 + n + k)
+    ctx = _ffi.Context(kernel, threads)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    alpha, beta = 0.75, 0.5
+    expect = alpha * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b)) + beta * c0
+    c = c0.copy()
+    _ffi.check(lib.dn_gemm(ctx.ptr, ta, tb, m, n, k, alpha, fptr(a), a.shape[1], fptr(b),
+                           b.shape[1], beta, fptr(c), n), "gemm")
+    scale = np.abs(a).max() * np.abs(b).max() * k + 1
+    assert np.max(np.abs(c - expect)) <= 1e-5 * scale, kernel
+    # beta = 0: fast kernels overwrite C without reading it (BLAS convention);
+    # the reference kernel is Darknet's gemm_cpu, which first scales C by beta,
+    # so a NaN already in C stays NaN (0 * NaN), exactly as in Darknet.
+    c = np.full((m, n), np.nan, np.float32)
+    _ffi.check(lib.dn_gemm(ctx.ptr, ta, tb, m, n, k, alpha, fptr(a), a.shape[1], fptr(b),
+                           b.shape[1], 0.0, fptr(c), n), "gemm")
+    if kernel == "reference":
+        assert np.all(np.isnan(c))
+    else:
+        assert np.all(np.isfinite(c)) and np.max(np.abs(c - (expect - beta * c0))) <= 1e-5 * scale
+
+
+def test_reference_kernel_is_darknets_summation_order():
+    """NT: a float accumulator from 0 over k, then added to C (order matters in float32)."""
+    ctx = _ffi.Context("reference", 1)
+    a = np.array([[1e8, 1.0, -1e8, 1.0]], np.float32)
+    b = np.ones((1, 4), np.float32)
+    c = np.zeros((1, 1), np.float32)
+    _ffi.check(lib.dn_gemm(ctx.ptr, 0, 1, 1, 1, 4, 1.0, fptr(a), 4, fptr(b), 4, 1.0, fptr(c), 1),
+               "gemm")
+    assert c[0, 0] == np.float32(1.0)   # ((1e8 + 1) - 1e8) + 1 in float32 = 0 + 1
+
+
+def test_gemm_rejects_bad_arguments():
+    ctx = _ffi.Context("reference", 1)
+    a = np.zeros((2, 2), np.float32)
+    st = lib.dn_gemm(ctx.ptr, 0, 0, -1, 2, 2, 1.0, fptr(a), 2, fptr(a), 2, 0.0, fptr(a), 2)
+    assert st == lib.DN_ERR_ARG
+    st = lib.dn_gemm(ctx.ptr, 0, 0, 2, 2, 2, 1.0, fptr(a), 1, fptr(a), 2, 0.0, fptr(a), 2)
+    assert st == lib.DN_ERR_ARG                        # lda < K
+    st = lib.dn_gemm(ctx.ptr, 0, 0, 2, 2, 2, 1.0, ffi.NULL, 2, fptr(a), 2, 0.0, fptr(a), 2)
+    assert st == lib.DN_ERR_ARG
