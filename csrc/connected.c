@@ -19,7 +19,7 @@ int dn_check_connected(const dn_connected *l, int step)
     if (l->batch_normalize &&
         (!l->scales || !l->scale_updates || !l->rolling_mean || !l->rolling_variance ||
          !l->mean || !l->variance || !l->x || !l->x_norm || !l->mean_delta ||
-         !l->variance_delta))
+         !l->variance_delta || !l->bn_factors))
         return DN_ERR_ARG;
     return DN_OK;
 }

@@ -89,6 +89,7 @@ typedef struct dn_connected {
     float *x_norm;           /* (steps*batch, outputs) normalised */
     float *mean_delta;       /* (outputs) backward scratch */
     float *variance_delta;   /* (outputs) backward scratch */
+    double *bn_factors;      /* (3, outputs) per-column factors scratch */
 } dn_connected;
 
 /* [rnn]: three connected sublayers with batch = streams, steps = time steps. */

@@ -19,6 +19,15 @@ int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
 
 int dn_valid_activation(int a);
 
+/* Elementwise hot loops are compiled for several ISAs and picked at load
+ * time (glibc ifunc); no -march flag. Contraction stays off (no FMA), so all
+ * clones give identical results. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(DN_NO_CLONES)
+#define DN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DN_CLONES
+#endif
+
 /* Row block `step` of a (steps*batch, width) buffer. */
 static inline float *dn_rows(float *base, int step, int batch, int width)
 {

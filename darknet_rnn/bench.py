@@ -6,7 +6,7 @@ Each thread count runs in a child process whose environment pins
 OMP_NUM_THREADS / OPENBLAS_NUM_THREADS before NumPy is imported and, unless
 --keep-coretype, unsets OPENBLAS_CORETYPE so OpenBLAS uses its best kernels
 (as on a user's machine). Implementations are checked to agree before they
-are timed, then timed interleaved (round-robin), and the table reports
+are timed, then timed interleaved (round-robin blocks), and the table reports
 median/min/max, GFLOP/s, % of the measured peak and ratios.
 """
 import argparse
@@ -64,14 +64,18 @@ def _timeit(fn, reps):
     return out
 
 
-def _interleaved(fns, rounds, reps_of=None):
-    """{name: [seconds...]}, calling each fn once per round, round-robin."""
+def _interleaved(fns, rounds, reps_of=None, calls=1):
+    """{name: [seconds...]}: per round, each implementation runs a block of
+    `calls` timed calls, round-robin. Between blocks the process sleeps a
+    little so OpenBLAS's worker threads, which spin for a while after a call,
+    go idle and do not steal the other core from the next implementation."""
     times = {k: [] for k in fns}
     for r in range(rounds):
         for k, fn in fns.items():
             if reps_of and r >= reps_of.get(k, rounds):
                 continue
-            times[k] += _timeit(fn, 1)
+            time.sleep(0.15)
+            times[k] += _timeit(fn, calls)
     return times
 
 
@@ -135,7 +139,7 @@ def _gemm_bench(threads, rounds, quick):
             if err > 1e-4:
                 raise RuntimeError(f"GEMM {name} {m}x{n}x{k}: native and numpy disagree ({err:.2e})")
             reps = max(3, min(50, int(2e9 / (2 * m * n * k))))
-            t = _interleaved({"native": native, "numpy": numpy}, rounds * reps)
+            t = _interleaved({"native": native, "numpy": numpy}, rounds, calls=reps)
             flops = 2 * m * n * k
             rows.append({"case": name, "M": m, "N": n, "K": k, "max_rel_err": err,
                          "native": _stats(t["native"], flops), "numpy": _stats(t["numpy"], flops)})

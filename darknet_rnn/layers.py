@@ -128,6 +128,7 @@ class ConnectedLayer:
         self._x = z(rows, self.outputs) if bn else None
         self._x_norm = z(rows, self.outputs) if bn else None
         self._scratch = z(2, self.outputs) if bn else None
+        self._bn_factors = np.zeros((3, self.outputs), dtype=np.float64) if bn else None
 
         self._owner = _owner          # keeps an enclosing struct alive
         c = _struct if _struct is not None else ffi.new("dn_connected *")
@@ -144,6 +145,7 @@ class ConnectedLayer:
                 setattr(c, name, fptr(getattr(self, "_" + name)))
             c.mean_delta = fptr(self._scratch[0])
             c.variance_delta = fptr(self._scratch[1])
+            c.bn_factors = ffi.cast("double *", ffi.from_buffer(self._bn_factors))
 
     @property
     def learning_rate_scale(self):

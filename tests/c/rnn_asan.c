@@ -29,6 +29,7 @@ static void make_connected(dn_connected *c, int batch, int steps, int inputs, in
     c->delta = buf(rows * outputs);
     c->scales = c->scale_updates = c->rolling_mean = c->rolling_variance = NULL;
     c->mean = c->variance = c->x = c->x_norm = c->mean_delta = c->variance_delta = NULL;
+    c->bn_factors = NULL;
     if (bn) {
         c->scales = buf(outputs); c->scale_updates = buf(outputs);
         c->rolling_mean = buf(outputs); c->rolling_variance = buf(outputs);
@@ -36,6 +37,7 @@ static void make_connected(dn_connected *c, int batch, int steps, int inputs, in
         c->mean = buf((long)steps * outputs); c->variance = buf((long)steps * outputs);
         c->x = buf(rows * outputs); c->x_norm = buf(rows * outputs);
         c->mean_delta = buf(outputs); c->variance_delta = buf(outputs);
+        c->bn_factors = malloc(sizeof(double) * 3 * (size_t)outputs);
     }
 }
 
@@ -68,6 +70,7 @@ static int run(int kernel, int B, int T, int I, int H, int bn, int shortcut, int
             free(s[i]->scales); free(s[i]->scale_updates); free(s[i]->rolling_mean);
             free(s[i]->rolling_variance); free(s[i]->mean); free(s[i]->variance);
             free(s[i]->x); free(s[i]->x_norm); free(s[i]->mean_delta); free(s[i]->variance_delta);
+            free(s[i]->bn_factors);
         }
     }
     free(l.state); free(l.scratch); free(x); free(dx); free(ctx.work);
