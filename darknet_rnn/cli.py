@@ -113,6 +113,10 @@ def _network_kwargs(args):
     kw = {}
     if getattr(args, "threads", None) is not None:
         kw["threads"] = args.threads
+    elif getattr(args, "command", None) == "train" and not os.environ.get("OMP_NUM_THREADS"):
+        # training defaults to every core (GEMM results do not depend on the
+        # thread count, so --srand runs stay reproducible)
+        kw["threads"] = os.cpu_count() or 1
     if getattr(args, "exact", False):
         kw["exact"] = True
     return kw
@@ -475,7 +479,8 @@ def build_parser():
 
     def common_net(sp):
         sp.add_argument("--threads", metavar="N", type=_positive_int, default=None,
-                        help="threads for the C kernels (default: the library's choice)")
+                        help="threads for the C kernels (default: all cores for train, else "
+                             "OMP_NUM_THREADS or 1)")
 
     t = sub.add_parser(
         "train", help="train on a text file (default: the embedded Python help texts)",
