@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _ffi
 from ._ffi import check, ffi, fptr, lib
+from ._checks import Buffer as _Buffer, check_array as _check_array, check_int
 from .activations import ACTIVATIONS, activation_index
 from .fixes import FIX_ALL, FIX_BN_GRADIENT  # noqa: F401  (re-exported)
 
@@ -19,55 +20,12 @@ COST_TYPES = {"sse": lib.DN_COST_SSE, "masked": lib.DN_COST_MASKED, "L1": lib.DN
               "seg": lib.DN_COST_SEG, "smooth": lib.DN_COST_SMOOTH, "wgan": lib.DN_COST_WGAN}
 
 
-# --------------------------------------------------------------------------
-# argument checks (shared with the reference implementation)
-
 def positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+    return check_int(name, value)
 
 
 def check_array(arr, name, rows, cols, writable=False):
-    """Validate a float32 C-contiguous array of rows*cols elements, shaped
-    (rows, cols) or flat; returns it viewed as (rows, cols)."""
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
-    if arr.dtype != np.float32:
-        raise TypeError(f"{name} must have dtype float32, got {arr.dtype}")
-    if arr.shape != (rows, cols) and arr.shape != (rows * cols,):
-        raise ValueError(f"{name} must have shape ({rows}, {cols}) (or ({rows * cols},)), "
-                         f"got {arr.shape}")
-    if not arr.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
-    if writable and not arr.flags.writeable:
-        raise ValueError(f"{name} must be writable")
-    return arr.reshape(rows, cols)
-
-
-class _Buffer:
-    """A NumPy buffer the C struct points into: reading gives the array,
-    assigning copies into it (shape-checked), so C always sees the data."""
-
-    def __set_name__(self, owner, name):
-        self.name = name
-        self.attr = "_" + name
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            return self
-        return getattr(obj, self.attr)
-
-    def __set__(self, obj, value):
-        buf = getattr(obj, self.attr)
-        if buf is None:
-            raise AttributeError(f"{self.name} is not allocated for this layer")
-        value = np.asarray(value)
-        if value.shape != buf.shape:
-            raise ValueError(f"{self.name} must have shape {buf.shape}, got {value.shape}")
-        buf[...] = value
+    return _check_array(name, arr, rows, cols, np.float32, writable)
 
 
 def _ctx(ctx):

@@ -37,6 +37,7 @@ import numbers
 
 import numpy as np
 
+from darknet_rnn._checks import Buffer as _Buffer, check_array as _check_array, check_int as _check_int
 from darknet_rnn.activations import ACTIVATIONS, activation_index
 # Departures of Darknet's CPU backward from the true gradient (SPEC section 14),
 # same values as dn_fix in csrc/darknet_rnn.h. 0 = reproduce Darknet.
@@ -241,14 +242,6 @@ def gradient(y, activation):
 # --------------------------------------------------------------------------
 # Argument checking
 
-def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _check_real(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -270,48 +263,6 @@ def _check_fixes(fixes):
     if fixes & ~FIX_ALL:
         raise ValueError(f"fixes must combine the FIX_* bits (0..{FIX_ALL}), got {fixes}")
     return fixes
-
-
-def _check_array(name, a, rows, cols, dtype, writable=False):
-    """Validate an array of the layer dtype shaped (rows, cols) or flat
-    (rows*cols,), C-contiguous (as the native layers require); returns it
-    viewed as (rows, cols), so writes reach the caller's buffer."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {a.dtype.name}")
-    if a.shape != (rows, cols) and a.shape != (rows * cols,):
-        raise ValueError(f"{name} must have shape ({rows}, {cols}) (or ({rows * cols},)), "
-                         f"got {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
-    if writable and not a.flags.writeable:
-        raise ValueError(f"{name} must be writable")
-    return a.reshape(rows, cols)
-
-
-class _Buffer:
-    """A layer array: reading gives the array; assigning copies into it
-    (shape-checked, cast to the layer dtype), so views handed out earlier stay
-    valid - the same behaviour as darknet_rnn.layers, where C points into it."""
-
-    def __set_name__(self, owner, name):
-        self.name = name
-        self.attr = "_" + name
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            return self
-        return getattr(obj, self.attr)
-
-    def __set__(self, obj, value):
-        buf = getattr(obj, self.attr)
-        if buf is None:
-            raise AttributeError(f"{self.name} is not allocated for this layer")
-        value = np.asarray(value)
-        if value.shape != buf.shape:
-            raise ValueError(f"{self.name} must have shape {buf.shape}, got {value.shape}")
-        buf[...] = value
 
 
 # --------------------------------------------------------------------------
