@@ -151,7 +151,8 @@ class Network:
     def _forward(self, x, truth, train):
         inp = x
         for layer in self.layers:
-            layer.delta[...] = 0
+            if layer.type != "rnn":      # an [rnn] forward zeroes all its sublayer deltas
+                layer.delta[...] = 0
             if layer.type in ("softmax", "cost"):
                 layer.forward(inp, truth)
             else:
