@@ -61,44 +61,24 @@ def cfg_base(cfg_path):
     return name.split(".", 1)[0] or name
 
 
-def _positive_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+def _converter(cast, ok, what):
+    """An argparse type: cast the text, then check it; one message either way."""
+    def convert(s):
+        try:
+            v = cast(s)
+        except ValueError:
+            v = None
+        if v is None or not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
+        return v
+    convert.__name__ = what
+    return convert
 
 
-def _nonneg_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
-    return v
-
-
-def _fraction(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {s!r}") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {s!r}")
-    return v
-
-
-def _temperature(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not v > 0.0 or not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
-    return v
+_positive_int = _converter(int, lambda v: v > 0, "a positive integer")
+_nonneg_int = _converter(int, lambda v: v >= 0, "an integer >= 0")
+_fraction = _converter(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+_temperature = _converter(float, lambda v: v > 0.0 and math.isfinite(v), "a positive number")
 
 
 def _seed_value(s):
