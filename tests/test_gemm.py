@@ -35,7 +35,8 @@ def test_c_harness_all_kernels(tmp_path):
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("ta,tb", [(0, 0), (0, 1), (1, 0), (1, 1)])
 @pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 300, 257), (7, 33, 65), (33, 17, 130),
-                                   (130, 70, 9), (200, 300, 300)])
+                                   (130, 70, 9), (200, 300, 300), (9, 1030, 520),
+                                   (40, 263, 2000)])
 def test_gemm_through_cffi(kernel, ta, tb, m, n, k, threads):
     rng = np.random.default_rng(m * 1000 + n + k)
     ctx = _ffi.Context(kernel, threads)

@@ -247,6 +247,9 @@ static int run_checks(void)
         {64, 520, 130}, {32, 1024, 64}, {48, 1024, 40},
         /* big enough for 2 threads: split along M, along N, small-M paths */
         {600, 100, 300}, {40, 1000, 420}, {3, 2100, 3000},
+        /* the blocked dots path (TA = 0, TB = 1, 4 < M <= 48, big B): row
+         * group and B block tails, k tail, two k-chunks (M = 40, K = 2000) */
+        {5, 1030, 520}, {47, 700, 777}, {40, 263, 2000}, {48, 1024, 512},
         /* K beyond the workspace chunk of the TA = 1, TB = 1 small-M path */
         {3, 3, 300000}, {4, 2, 300000}, {1, 2, 600000},
     };
