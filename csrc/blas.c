@@ -31,6 +31,7 @@ const char *dn_status_string(int status)
     case DN_ERR_ACTIVATION: return "unknown activation";
     case DN_ERR_KERNEL: return "kernel unknown or not supported by this CPU";
     case DN_ERR_COST_TYPE: return "unknown cost type";
+    case DN_ERR_MEMORY: return "out of memory";
     default: return "unknown status";
     }
 }

@@ -5,8 +5,9 @@
  * prototypes. Every exported symbol is prefixed dn_.
  *
  * Ownership: Python (NumPy) owns every buffer; the structs below only borrow
- * pointers. C never allocates, prints, asserts on user input or exits; every
- * entry point returns a dn_status (0 = DN_OK).
+ * pointers. C never allocates (except dn_pool_create, the thread pool a
+ * context may own), prints, asserts on user input or exits; every entry
+ * point returns a dn_status (0 = DN_OK).
  *
  * Layout: all matrices are row-major float32. Rows are time-major: row
  * t*batch + s is stream s at time step t (SPEC section 1).
@@ -19,7 +20,8 @@ typedef enum {
     DN_ERR_ARG = 1,          /* a size, pointer or flag is invalid */
     DN_ERR_ACTIVATION = 2,   /* unknown activation id */
     DN_ERR_KERNEL = 3,       /* kernel id unknown or not supported by this CPU */
-    DN_ERR_COST_TYPE = 4     /* unknown cost type id */
+    DN_ERR_COST_TYPE = 4,    /* unknown cost type id */
+    DN_ERR_MEMORY = 5        /* out of memory (dn_pool_create only) */
 } dn_status;
 
 /* Darknet's ACTIVATION enum, same order. */
@@ -54,13 +56,25 @@ typedef enum {
     DN_FIX_ALL = 63
 } dn_fix;
 
+/* A pool of worker threads (pool.c); opaque. */
+typedef struct dn_pool dn_pool;
+
 /* Execution context, passed explicitly (no global state in C). */
 typedef struct dn_ctx {
     int kernel;      /* dn_kernel */
     int threads;     /* >= 1 */
     float *work;     /* GEMM packing workspace (NULL for REFERENCE) */
     long work_floats;/* its size; at least dn_gemm_work_floats(kernel, threads) */
+    dn_pool *pool;   /* NULL, or workers for threads > 1 (else threads are
+                        created per call) */
 } dn_ctx;
+
+/* threads = workers + the calling thread. Workers spin briefly, then sleep,
+ * while there is no work. dn_pool_threads: threads actually running (fewer
+ * than asked if the system refused some). */
+int dn_pool_create(int threads, dn_pool **out);
+void dn_pool_destroy(dn_pool *pool);
+int dn_pool_threads(const dn_pool *pool);
 
 /* A fully connected layer. For a plain [connected] layer steps == 1 and
  * batch is the network batch; inside an RNN batch is the stream count and

@@ -64,8 +64,10 @@
  * Threads: when ctx->threads > 1 and the estimated work is large enough
  * (PARALLEL_MIN), C is cut into ctx->threads blocks, along N when N >= M,
  * else along M, at micro-tile boundaries; each block is computed by the
- * serial code with its own slice of the workspace, on pthreads created and
- * joined in this call (the caller's thread takes block 0).
+ * serial code with its own slice of the workspace, on the context's pool
+ * (ctx->pool) or, without one, on pthreads created and joined in this call
+ * (the caller's thread takes block 0). The blocks do not depend on how they
+ * are run: the bits are the same for any thread count, pool or not.
  */
 #include "internal.h"
 
@@ -88,6 +90,7 @@
 #define DOTSB_B 524288.0
 #define DOTSB_A 65536            /* floats of A per k-chunk of dotsb (L2) */
 #define PARALLEL_MIN 16e6        /* work_estimate() needed for 2+ threads */
+#define PARALLEL_MIN_POOL 2e6    /* the same with the context's pool */
 #define MAX_THREADS 64
 #define ALIGN_FLOATS 16          /* 64-byte alignment of packed buffers */
 
@@ -1166,7 +1169,9 @@ static void gemm_serial(const gemm_args *g)
  * small-M paths (a float of B from L3 costs about 4 FMAs' time). Creating
  * and joining a thread costs ~10-25 us, a 16e6 work about 70 us on one
  * core: below PARALLEL_MIN one thread is used. M = 1 with B of 1024 x 1024
- * (5e6) stays on one core; 2048 x 2048 (2e7) is split. */
+ * (5e6) stays on one core; 2048 x 2048 (2e7) is split. A context's pool
+ * (pool.c) hands work to waiting threads in a few us, so with it calls from
+ * PARALLEL_MIN_POOL (~10 us of work) up are split. */
 static double work_estimate(const gemm_args *g)
 {
     double w = (double)g->M * g->N * g->K;
@@ -1178,6 +1183,11 @@ static void *gemm_thread(void *p)
 {
     gemm_serial((const gemm_args *)p);
     return NULL;
+}
+
+static void gemm_part(void *parts, int part)
+{
+    gemm_serial((const gemm_args *)parts + part);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1241,7 +1251,9 @@ int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
     else if (M <= d->small_m)
         g.path = g.TB ? PATH_DOTS : PATH_ROWS;
 
-    if (threads > 1 && work_estimate(&g) < PARALLEL_MIN) threads = 1;
+    if (threads > 1 &&
+        work_estimate(&g) < (ctx->pool ? PARALLEL_MIN_POOL : PARALLEL_MIN))
+        threads = 1;
     /* split along N (in NR units) when N >= M, else along M (MR units) */
     int split_n = N >= M;
     int unit = split_n ? d->nr : d->mr;
@@ -1275,6 +1287,8 @@ int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
             part[t].A = TA ? A + i0 : A + (long)i0 * lda;
         }
     }
+    if (ctx->pool && dn_pool_run(ctx->pool, threads, gemm_part, part) == 0)
+        return DN_OK;
     for (int t = 1; t < threads; t++)
         started[t] = pthread_create(&tid[t], NULL, gemm_thread, &part[t]) == 0;
     gemm_serial(&part[0]);

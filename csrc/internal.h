@@ -17,6 +17,13 @@ int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
 
 
 
+/* Run fn(arg, part) for part = 0..parts-1, part 0 on the caller, the
+ * others on the pool's workers; returns when all are done. Nonzero (nothing
+ * run) if the pool cannot take it now: too many parts, another dispatch in
+ * progress, or a forked process (pool.c). */
+typedef void (*dn_pool_fn)(void *arg, int part);
+int dn_pool_run(dn_pool *pool, int parts, dn_pool_fn fn, void *arg);
+
 int dn_valid_activation(int a);
 
 /* Elementwise hot loops are compiled for several ISAs and picked at load

@@ -75,6 +75,13 @@ class Context:
         self._work = np.zeros(max(n, 1), dtype=np.float32)
         self._c.work = fptr(self._work)
         self._c.work_floats = n
+        self._pool = None
+        if threads > 1 and self.kernel != lib.DN_KERNEL_REFERENCE:
+            # persistent workers, joined when this context is collected
+            out = ffi.new("dn_pool **")
+            check(lib.dn_pool_create(threads, out), "thread pool")
+            self._pool = ffi.gc(out[0], lib.dn_pool_destroy)
+            self._c.pool = self._pool
 
     @property
     def kernel_name(self):

@@ -23,6 +23,7 @@ def test_c_harness_all_kernels(tmp_path):
     exe = tmp_path / "gemm_check"
     cmd = [cc, "-O2", "-std=c99", "-ffp-contract=off", "-pthread", f"-I{ROOT / 'csrc'}",
            str(ROOT / "tests" / "c" / "gemm_check.c"), str(ROOT / "csrc" / "gemm_fast.c"),
+           str(ROOT / "csrc" / "pool.c"),
            str(ROOT / "csrc" / "gemm.c"), "-o", str(exe), "-lm"]
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
@@ -82,3 +83,51 @@ def test_gemm_rejects_bad_arguments():
     assert st == lib.DN_ERR_ARG                        # lda < K
     st = lib.dn_gemm(ctx.ptr, 0, 0, 2, 2, 2, 1.0, ffi.NULL, 2, fptr(a), 2, 0.0, fptr(a), 2)
     assert st == lib.DN_ERR_ARG
+
+
+
+def _pool_case(ctx):
+    rng = np.random.default_rng(5)
+    m, n, k = 64, 700, 300          # above the split threshold with a pool
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c = np.zeros((m, n), np.float32)
+    _ffi.check(lib.dn_gemm(ctx.ptr, 0, 0, m, n, k, 1.0, fptr(a), k, fptr(b), n, 0.0,
+                           fptr(c), n), "gemm")
+    return c, a.astype(np.float64) @ b
+
+
+_FORK_CTX = None
+
+
+def _pool_child(q):
+    # runs in a forked process, where the parent's pool has no workers
+    c, expect = _pool_case(_FORK_CTX)
+    q.put(float(np.max(np.abs(c - expect))))
+
+
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if k != "reference"])
+def test_thread_pool_same_bits_and_fork_safe(kernel):
+    import multiprocessing as mp
+    global _FORK_CTX
+    ctx = _ffi.Context(kernel, 2)
+    assert ctx._pool is not None and lib.dn_pool_threads(ctx._pool) == 2
+    assert _ffi.Context(kernel, 1)._pool is None
+    assert _ffi.Context("reference", 2)._pool is None
+    with_pool, expect = _pool_case(ctx)
+    assert np.max(np.abs(with_pool - expect)) < 1e-3
+    ctx.ptr.pool = ffi.NULL                 # threads made per call instead
+    per_call, _ = _pool_case(ctx)
+    ctx.ptr.pool = ctx._pool
+    assert np.array_equal(with_pool, per_call)
+    _FORK_CTX = ctx
+    fork = mp.get_context("fork")
+    q = fork.Queue()
+    proc = fork.Process(target=_pool_child, args=(q,))
+    proc.start()
+    proc.join(60)
+    hung = proc.is_alive()
+    if hung:
+        proc.kill()
+    assert not hung, "a GEMM on a pooled context hung in a forked process"
+    assert proc.exitcode == 0 and q.get(timeout=10) < 1e-3

@@ -44,7 +44,7 @@ void dn_gemm_reference(int TA, int TB, int M, int N, int K, float alpha,
 class Ctx(ctypes.Structure):
     _fields_ = [("kernel", ctypes.c_int), ("threads", ctypes.c_int),
                 ("work", ctypes.POINTER(ctypes.c_float)),
-                ("work_floats", ctypes.c_long)]
+                ("work_floats", ctypes.c_long), ("pool", ctypes.c_void_p)]
 
 
 def build(tmp):
@@ -52,7 +52,8 @@ def build(tmp):
     stub.write_text(STUB)
     lib = pathlib.Path(tmp) / "libgemm_fast.so"
     subprocess.check_call(["gcc", *CFLAGS, "-I", str(CSRC),
-                           str(CSRC / "gemm_fast.c"), str(stub), "-o", str(lib)])
+                           str(CSRC / "gemm_fast.c"), str(CSRC / "pool.c"), str(stub),
+                           "-o", str(lib)])
     return ctypes.CDLL(str(lib))
 
 

@@ -70,6 +70,9 @@ static float *fill_new(long n)
 #define GUARD 64
 #define SENTINEL 12345.0f
 
+/* pools[n]: a pool of n threads shared by the determinism checks */
+static dn_pool *pools[4];
+
 typedef struct {
     long failures, checks;
 } tally;
@@ -142,20 +145,24 @@ static void check_case(tally *t, int kernel, int threads, int TA, int TB,
                     C[(long)wi * ldc + wj], worst);
     }
 
-    /* determinism: the other thread counts (1, 2, 3) give the same bits */
+    /* determinism: the other thread counts (1, 2, 3), with threads made per
+     * call and with the context's pool (p), give the same bits */
     for (int other = 1; other <= 3 && !bad; other++) {
-        if (other == threads) continue;
-        long wf1 = dn_gemm_work_floats(kernel, other);
-        float *w1 = malloc(sizeof(float) * (size_t)wf1);
-        dn_ctx c1 = {kernel, other, w1, wf1};
-        memcpy(C1, C0, sizeof(float) * (size_t)((long)M * ldc));
-        dn_gemm_fast(&c1, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C1, ldc);
-        if (memcmp(C1, C, sizeof(float) * (size_t)((long)M * ldc)) != 0) {
-            printf("FAIL %s TA=%d TB=%d M=%d N=%d K=%d: threads %d and %d differ\n",
-                   kernel_names[kernel], TA, TB, M, N, K, threads, other);
-            bad = 1;
+        for (int use_pool = 0; use_pool <= (pools[other] != NULL) && !bad; use_pool++) {
+            if (other == threads && !use_pool) continue;
+            long wf1 = dn_gemm_work_floats(kernel, other);
+            float *w1 = malloc(sizeof(float) * (size_t)wf1);
+            dn_ctx c1 = {kernel, other, w1, wf1, use_pool ? pools[other] : NULL};
+            memcpy(C1, C0, sizeof(float) * (size_t)((long)M * ldc));
+            int st1 = dn_gemm_fast(&c1, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C1, ldc);
+            if (st1 != DN_OK || memcmp(C1, C, sizeof(float) * (size_t)((long)M * ldc)) != 0) {
+                printf("FAIL %s TA=%d TB=%d M=%d N=%d K=%d: threads %d and %d%s differ\n",
+                       kernel_names[kernel], TA, TB, M, N, K, threads, other,
+                       use_pool ? "p" : "");
+                bad = 1;
+            }
+            free(w1);
         }
-        free(w1);
     }
     if (bad) t->failures++;
     free(A); free(B); free(C0); free(C); free(C1); free(wbase);
@@ -205,10 +212,49 @@ static void check_errors(tally *t, int kernel)
     free(w);
 }
 
+/* The pool alone: many back-to-back dispatches (each part must run exactly
+ * once per dispatch), more parts than threads refused, argument errors. */
+static void count_part(void *arg, int part)
+{
+    __atomic_add_fetch((long *)arg + part, 1, __ATOMIC_RELAXED);
+}
+
+static void check_pool(tally *t)
+{
+    dn_pool *p = NULL;
+    expect(t, "pool of 0 threads", dn_pool_create(0, &p), DN_ERR_ARG);
+    expect(t, "pool, NULL out", dn_pool_create(2, NULL), DN_ERR_ARG);
+    expect(t, "pool of 3", dn_pool_create(3, &p), DN_OK);
+    expect(t, "pool threads", dn_pool_threads(p), 3);
+    long count[3] = {0, 0, 0};
+    const int rounds = 20000;
+    for (int r = 0; r < rounds; r++)
+        if (dn_pool_run(p, 2 + (r & 1), count_part, count) != 0) {
+            expect(t, "pool dispatch", 1, 0);
+            break;
+        }
+    t->checks++;
+    if (count[0] != rounds || count[1] != rounds || count[2] != rounds / 2) {
+        printf("FAIL pool: parts ran %ld, %ld, %ld times (want %d, %d, %d)\n",
+               count[0], count[1], count[2], rounds, rounds, rounds / 2);
+        t->failures++;
+    }
+    t->checks++;
+    if (dn_pool_run(p, 4, count_part, count) == 0) {
+        printf("FAIL pool: ran 4 parts on 3 threads\n");
+        t->failures++;
+    }
+    dn_pool_destroy(p);
+    dn_pool_destroy(NULL);
+}
+
 static int run_checks(void)
 {
     tally t = {0, 0};
     int avail = dn_kernels_available();
+    check_pool(&t);
+    dn_pool_create(2, &pools[2]);
+    dn_pool_create(3, &pools[3]);
     printf("kernels available:");
     for (int k = 0; k < 4; k++) if (avail & (1 << k)) printf(" %s", kernel_names[k]);
     printf(" (auto: %s)\n", kernel_names[dn_kernel_auto()]);
@@ -281,6 +327,8 @@ static int run_checks(void)
         }
         printf("%-9s %s\n", kernel_names[kernel], t.failures == before ? "ok" : "FAILED");
     }
+    dn_pool_destroy(pools[2]);
+    dn_pool_destroy(pools[3]);
     printf("%ld passed, %ld failed\n", t.checks - t.failures, t.failures);
     return t.failures ? 1 : 0;
 }
