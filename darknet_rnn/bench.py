@@ -64,17 +64,22 @@ def _timeit(fn, reps):
     return out
 
 
-def _interleaved(fns, rounds, reps_of=None, calls=1):
+def _interleaved(fns, rounds, reps_of=None, calls=1, warmup=False):
     """{name: [seconds...]}: per round, each implementation runs a block of
     `calls` timed calls, round-robin. Between blocks the process sleeps a
     little so OpenBLAS's worker threads, which spin for a while after a call,
-    go idle and do not steal the other core from the next implementation."""
+    go idle and do not steal the other core from the next implementation.
+    With `warmup`, each block starts with one untimed call (after the pause
+    the core's clock and caches are cold, which would otherwise weigh on
+    short calls: one GEMM of a few ms)."""
     times = {k: [] for k in fns}
     for r in range(rounds):
         for k, fn in fns.items():
             if reps_of and r >= reps_of.get(k, rounds):
                 continue
             time.sleep(0.15)
+            if warmup:
+                fn()
             times[k] += _timeit(fn, calls)
     return times
 
@@ -139,7 +144,7 @@ def _gemm_bench(threads, rounds, quick):
             if err > 1e-4:
                 raise RuntimeError(f"GEMM {name} {m}x{n}x{k}: native and numpy disagree ({err:.2e})")
             reps = max(3, min(50, int(2e9 / (2 * m * n * k))))
-            t = _interleaved({"native": native, "numpy": numpy}, rounds, calls=reps)
+            t = _interleaved({"native": native, "numpy": numpy}, rounds, calls=reps, warmup=True)
             flops = 2 * m * n * k
             rows.append({"case": name, "M": m, "N": n, "K": k, "max_rel_err": err,
                          "native": _stats(t["native"], flops), "numpy": _stats(t["numpy"], flops)})
