@@ -804,83 +804,26 @@ DN_ROWS_KERNEL(rows1_avx512, 1, 8)
 DN_ROWS_KERNEL(rows2_avx512, 2, 8)
 DN_ROWS_KERNEL(rows3_avx512, 3, 4)
 
-/* dots (see dots_fn), MRS rows of C: vectors run along k; NBS rows of B
- * at a time (MRS*NBS zmm accumulators), a missing last row of B is
- * replaced by a repeat of row n-1 and its result dropped; the k tail is a
- * masked step. */
-#define DN_DOTS_KERNEL(NAME, MRS, NBS)                                         \
-T512 static void NAME(int n, int K, float alpha, const float *A, long lda,     \
-                      const float *B, long ldb, float beta, float *C,          \
-                      long ldc)                                                \
+/* One tile of the dots kernels: C(0..MRS-1, 0..nb-1) = alpha * dot(A row i,
+ * B row j) + beta * C, vectors along k (MRS*NBS zmm accumulators), rows of
+ * B given by pointer (a missing last row repeats row n-1, its result is
+ * dropped), the k tail a masked step, a horizontal sum at the end. */
+#define DN_DOTS_TILE(NAME, MRS, NBS)                                           \
+T512 static inline void NAME(int K, float alpha, const float *A, long lda,     \
+                             const float *const *bj, int nb, float beta,       \
+                             float *C, long ldc)                               \
 {                                                                              \
     __mmask16 mk = tail_mask(K & 15);                                          \
     int k16 = K & ~15;                                                         \
-    for (int j0 = 0; j0 < n; j0 += NBS) {                                      \
-        const float *bj[NBS];                                                  \
-        __m512 acc[MRS][NBS];                                                  \
-        _Pragma("GCC unroll 8") for (int j = 0; j < NBS; j++)                  \
-            bj[j] = B + (long)imin(j0 + j, n - 1) * ldb;                       \
-        _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)                  \
-        _Pragma("GCC unroll 8") for (int j = 0; j < NBS; j++)                  \
-            acc[i][j] = _mm512_setzero_ps();                                   \
-        for (int k = 0; k < k16; k += 16) {                                    \
-            __m512 av[MRS];                                                    \
-            _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)              \
-                av[i] = _mm512_loadu_ps(A + i * lda + k);                      \
-            _Pragma("GCC unroll 8") for (int j = 0; j < NBS; j++) {            \
-                __m512 bv = _mm512_loadu_ps(bj[j] + k);                        \
-                _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)          \
-                    acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);         \
-            }                                                                  \
-        }                                                                      \
-        if (mk) {                                                              \
-            __m512 av[MRS];                                                    \
-            _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)              \
-                av[i] = _mm512_maskz_loadu_ps(mk, A + i * lda + k16);          \
-            _Pragma("GCC unroll 8") for (int j = 0; j < NBS; j++) {            \
-                __m512 bv = _mm512_maskz_loadu_ps(mk, bj[j] + k16);            \
-                _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)          \
-                    acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);         \
-            }                                                                  \
-        }                                                                      \
-        int nb = imin(NBS, n - j0);                                            \
-        _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++) {                \
-            float *ci = C + i * ldc + j0;                                      \
-            _Pragma("GCC unroll 8") for (int j = 0; j < NBS; j++) {            \
-                if (j < nb) {                                                  \
-                    float s = alpha * _mm512_reduce_add_ps(acc[i][j]);         \
-                    ci[j] = beta == 0.0f ? s : s + beta * ci[j];               \
-                }                                                              \
-            }                                                                  \
-        }                                                                      \
-    }                                                                          \
-}
-
-/* dots, blocked (TA = 0, TB = 1, moderate M; e.g. batched generation, whose
- * B is a weight matrix streamed from memory): NBS rows of B at a time, each
- * used by every group of MRS rows of A while it sits in L1; A stays in L2,
- * so B is read from memory once. (Measured on M = 32, N = K = 1024 with B
- * not in cache: 138 GFLOP/s against 110 for the packed path; software
- * prefetch of the next rows of B made it slower.) */
-#ifndef DB_NBS
-#define DB_NBS 6
-#endif
-#define DN_DOTSB_TILE(NAME, MRS)                                               \
-T512 static void NAME(int K, float alpha, const float *A, long lda,            \
-                      const float *const *bj, int nb, float beta, float *C,    \
-                      long ldc)                                                \
-{                                                                              \
-    __mmask16 mk = tail_mask(K & 15);                                          \
-    int k16 = K & ~15;                                                         \
-    __m512 acc[MRS][DB_NBS];                                                   \
+    __m512 acc[MRS][NBS];                                                      \
     _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)                      \
-    _Pragma("GCC unroll 8") for (int j = 0; j < DB_NBS; j++)                   \
+    _Pragma("GCC unroll 8") for (int j = 0; j < NBS; j++)                      \
         acc[i][j] = _mm512_setzero_ps();                                       \
     for (int k = 0; k < k16; k += 16) {                                        \
         __m512 av[MRS];                                                        \
         _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)                  \
             av[i] = _mm512_loadu_ps(A + i * lda + k);                          \
-        _Pragma("GCC unroll 8") for (int j = 0; j < DB_NBS; j++) {             \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NBS; j++) {                \
             __m512 bv = _mm512_loadu_ps(bj[j] + k);                            \
             _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)              \
                 acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);             \
@@ -890,7 +833,7 @@ T512 static void NAME(int K, float alpha, const float *A, long lda,            \
         __m512 av[MRS];                                                        \
         _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)                  \
             av[i] = _mm512_maskz_loadu_ps(mk, A + i * lda + k16);              \
-        _Pragma("GCC unroll 8") for (int j = 0; j < DB_NBS; j++) {             \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NBS; j++) {                \
             __m512 bv = _mm512_maskz_loadu_ps(mk, bj[j] + k16);                \
             _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++)              \
                 acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);             \
@@ -898,7 +841,7 @@ T512 static void NAME(int K, float alpha, const float *A, long lda,            \
     }                                                                          \
     _Pragma("GCC unroll 8") for (int i = 0; i < MRS; i++) {                    \
         float *ci = C + i * ldc;                                               \
-        _Pragma("GCC unroll 8") for (int j = 0; j < DB_NBS; j++) {             \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NBS; j++) {                \
             if (j < nb) {                                                      \
                 float s = alpha * _mm512_reduce_add_ps(acc[i][j]);             \
                 ci[j] = beta == 0.0f ? s : s + beta * ci[j];                   \
@@ -907,38 +850,60 @@ T512 static void NAME(int K, float alpha, const float *A, long lda,            \
     }                                                                          \
 }
 
-DN_DOTSB_TILE(dotsb1_avx512, 1)
-DN_DOTSB_TILE(dotsb2_avx512, 2)
-DN_DOTSB_TILE(dotsb3_avx512, 3)
-DN_DOTSB_TILE(dotsb4_avx512, 4)
+/* dots (see dots_fn), MRS rows of C: the tile over NBS rows of B at a time. */
+#define DN_DOTS_KERNEL(NAME, TILE, MRS, NBS)                                   \
+DN_DOTS_TILE(TILE, MRS, NBS)                                                   \
+T512 static void NAME(int n, int K, float alpha, const float *A, long lda,     \
+                      const float *B, long ldb, float beta, float *C,          \
+                      long ldc)                                                \
+{                                                                              \
+    for (int j0 = 0; j0 < n; j0 += NBS) {                                      \
+        const float *bj[NBS];                                                  \
+        for (int j = 0; j < NBS; j++)                                          \
+            bj[j] = B + (long)imin(j0 + j, n - 1) * ldb;                       \
+        TILE(K, alpha, A, lda, bj, imin(NBS, n - j0), beta, C + j0, ldc);      \
+    }                                                                          \
+}
 
-typedef void (*dotsb_tile_fn)(int, float, const float *, long, const float *const *,
-                              int, float, float *, long);
+DN_DOTS_KERNEL(dots1_avx512, dots_tile18, 1, 8)
+DN_DOTS_KERNEL(dots2_avx512, dots_tile26, 2, 6)
+DN_DOTS_KERNEL(dots3_avx512, dots_tile34, 3, 4)
+DN_DOTS_KERNEL(dots4_avx512, dots_tile44, 4, 4)
+
+/* dots, blocked (TA = 0, TB = 1, moderate M; e.g. batched generation, whose
+ * B is a weight matrix streamed from memory): DB_NBS rows of B at a time,
+ * each used by every group of 4 rows of A while it sits in L1; A stays in
+ * L2, so B is read from memory once. (Measured on M = 32, N = K = 1024 with
+ * B not in cache: 128 GFLOP/s against 110 for the packed path; 4 or 8 rows
+ * of B at a time did worse, and so did software prefetch of the next rows.) */
+#define DB_NBS 6
+DN_DOTS_TILE(dotsb_tile16, 1, DB_NBS)
+DN_DOTS_TILE(dotsb_tile26, 2, DB_NBS)
+DN_DOTS_TILE(dotsb_tile36, 3, DB_NBS)
+DN_DOTS_TILE(dotsb_tile46, 4, DB_NBS)
 
 /* All M rows of C, N columns, the whole K, C = alpha A B^T + beta C. */
-static void dotsb_avx512(int M, int N, int K, float alpha, const float *A, long lda,
-                         const float *B, long ldb, float beta, float *C, long ldc)
+T512 static void dotsb_avx512(int M, int N, int K, float alpha, const float *A,
+                              long lda, const float *B, long ldb, float beta,
+                              float *C, long ldc)
 {
-    static const dotsb_tile_fn tile[4] = {dotsb1_avx512, dotsb2_avx512, dotsb3_avx512,
-                                          dotsb4_avx512};
-    const int groups = (M + 3) / 4;
     const float *bj[DB_NBS];
     for (int j0 = 0; j0 < N; j0 += DB_NBS) {
         int nb = imin(DB_NBS, N - j0);
         for (int j = 0; j < DB_NBS; j++)      /* a missing row: repeat N - 1 */
             bj[j] = B + (long)imin(j0 + j, N - 1) * ldb;
-        for (int g = 0; g < groups; g++) {
-            int i0 = 4 * g, mr = imin(4, M - i0);
-            tile[mr - 1](K, alpha, A + (long)i0 * lda, lda, bj, nb, beta,
-                         C + (long)i0 * ldc + j0, ldc);
+        for (int i0 = 0; i0 < M; i0 += 4) {
+            const float *a = A + (long)i0 * lda;
+            float *c = C + (long)i0 * ldc + j0;
+            switch (imin(4, M - i0)) {
+            case 1: dotsb_tile16(K, alpha, a, lda, bj, nb, beta, c, ldc); break;
+            case 2: dotsb_tile26(K, alpha, a, lda, bj, nb, beta, c, ldc); break;
+            case 3: dotsb_tile36(K, alpha, a, lda, bj, nb, beta, c, ldc); break;
+            default: dotsb_tile46(K, alpha, a, lda, bj, nb, beta, c, ldc); break;
+            }
         }
     }
 }
-
-DN_DOTS_KERNEL(dots1_avx512, 1, 8)
-DN_DOTS_KERNEL(dots2_avx512, 2, 6)
-DN_DOTS_KERNEL(dots3_avx512, 3, 4)
-DN_DOTS_KERNEL(dots4_avx512, 4, 4)
 
 static const isa_desc isa_avx512 = {
     A5_MR, A5_NR, A5_MC, A5_NC, ukernel_avx512, pack_copy_avx512,
