@@ -5,9 +5,18 @@ the C library's rand(); reproducing it lets a seed given here produce the
 same numbers Darknet produces after srand(seed) on Linux. Each GlibcRandom is
 an independent generator (no global state).
 """
+import time
+
 import numpy as np
 
 RAND_MAX = 2147483647
+
+
+def clock_seed() -> int:
+    """Darknet's srand(time(0)) seed: the clock in seconds, as a 32-bit
+    unsigned value (what srand receives). The one place a seed is derived
+    from the clock."""
+    return int(time.time()) & 0xFFFFFFFF
 
 
 class GlibcRandom:

@@ -16,7 +16,6 @@ training saves a checkpoint and exits with 130.
 """
 import argparse
 import csv
-import dataclasses
 import math
 import os
 import shutil
@@ -26,6 +25,7 @@ import time
 import warnings
 
 from . import text as textlib
+from ._rand import clock_seed
 from .errors import DarknetError, NativeError
 
 PROG = "darknet-rnn"
@@ -107,19 +107,7 @@ def load_net(cfg, weights=None, *, seed=None, clear=False, streams=None, **kw):
     subdivisions=1, time_steps=1 (inference shape) in place of the cfg's,
     so a training cfg can be used to generate or validate."""
     import darknet_rnn
-    if streams is None:
-        return darknet_rnn.load_network(cfg, weights, seed=seed, clear=clear, **kw)
-    from .cfg import parse_cfg
-    from .network import Network
-    spec = parse_cfg(cfg)
-    opts = spec.net
-    if (opts.streams, opts.time_steps) != (streams, 1):
-        spec.net = dataclasses.replace(opts, batch=streams, subdivisions=1, time_steps=1)
-    kw.pop("clear", None)
-    net = Network(spec, seed=seed, **kw)
-    if weights is not None:
-        net.load_weights(weights)
-    return net
+    return darknet_rnn.load_network(cfg, weights, seed=seed, clear=clear, streams=streams, **kw)
 
 
 def sampling_rng(net, seed):
@@ -283,7 +271,7 @@ def cmd_train(args):
         corpus, name = textlib.load_text(args.file), args.file
     train_text, valid_text = textlib.split_text(corpus, args.valid_fraction)
 
-    srand = args.srand if args.srand is not None else int(time.time()) & 0xFFFFFFFF
+    srand = args.srand if args.srand is not None else clock_seed()
     net = load_net(args.cfg, args.weights, seed=srand, clear=args.clear, **_network_kwargs(args))
     textlib.check_byte_network(net, args.cfg)
     if args.max_batches is not None:
@@ -382,7 +370,7 @@ def cmd_generate(args):
     seed_text = textlib.decode_escapes(args.seed)
     if not seed_text:
         raise UsageError("--seed must not be empty")
-    srand = args.srand if args.srand is not None else int(time.time()) & 0xFFFFFFFF
+    srand = args.srand if args.srand is not None else clock_seed()
     net = load_net(args.cfg, args.weights, seed=srand, streams=args.streams,
                    **_network_kwargs(args))
     textlib.check_byte_network(net, args.cfg)

@@ -9,14 +9,14 @@ backend="reference", darknet_rnn.reference (the bit-exact NumPy twin), or
 with backend="numpy", darknet_rnn.vectorized (the BLAS-speed NumPy
 baseline); all expose every buffer as NumPy arrays through `net.layers`.
 """
+import dataclasses
 import os
-import time
 import warnings
 
 import numpy as np
 
 from . import policy
-from ._rand import GlibcRandom
+from ._rand import GlibcRandom, clock_seed
 from .cfg import parse_cfg
 from .errors import CfgError
 from .fixes import FIX_ALL, FIX_BN_GRADIENT, FIX_SOFTMAX_TEMPERATURE
@@ -56,7 +56,7 @@ class Network:
         self.max_batches = opts.max_batches
         self.seen = 0
         if seed is None:
-            seed = int(time.time())
+            seed = clock_seed()
         self.seed = seed
         # Darknet draws weight initialisation and the random lr policy from
         # the same rand() stream.
@@ -258,6 +258,12 @@ class Network:
             if layer.type == "softmax":
                 layer.temperature = temperature
 
+    def init_draws(self):
+        """How many rand() calls Darknet's parse_network_cfg makes for this
+        network (one per connected weight, drawn even when weights are then
+        loaded from a file)."""
+        return sum(int(b.weights.size) for e in self._entries() for b in e.blocks)
+
     def current_batch(self):
         return self.seen // (self.batch * self.subdivisions)
 
@@ -271,10 +277,20 @@ class Network:
 
 
 def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=False,
-                 backend="native", kernel=None, threads=None, clear=False):
+                 backend="native", kernel=None, threads=None, clear=False, streams=None):
     """Parse a Darknet .cfg, initialise as Darknet does (srand(seed)), and
-    load a .weights file if given (like Darknet's load_network)."""
+    load a .weights file if given (like Darknet's load_network).
+
+    streams: None keeps the cfg's [net] shape; an int gives the inference
+    shape batch=streams, subdivisions=1, time_steps=1 (so a training cfg can
+    generate or validate), as `darknet rnn generate` sets the batch to 1."""
     spec = parse_cfg(cfg_path, strict=strict)
+    if streams is not None:
+        if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
+            raise ValueError(f"streams must be a positive int, got {streams!r}")
+        opts = spec.net
+        if (opts.streams, opts.time_steps) != (streams, 1):
+            spec.net = dataclasses.replace(opts, batch=streams, subdivisions=1, time_steps=1)
     net = Network(spec, seed=seed, strict=strict, exact=exact, backend=backend,
                   kernel=kernel, threads=threads)
     if weights_path is not None:

@@ -31,7 +31,7 @@ from typing import Callable, Iterator, List, Optional
 
 import numpy as np
 
-from ._rand import RAND_MAX, GlibcRandom
+from ._rand import RAND_MAX, GlibcRandom, clock_seed
 from .errors import DarknetError
 
 VOCAB = 256
@@ -129,7 +129,7 @@ def new_rng(seed=None):
     """A GlibcRandom for `seed`; None seeds from the clock like Darknet's
     srand(time(0)). Returns (rng, seed)."""
     if seed is None:
-        seed = int(time.time())
+        seed = clock_seed()
     return GlibcRandom(seed), seed
 
 
@@ -206,16 +206,7 @@ def skip_draws(rng, n):
 def init_draws(net) -> int:
     """How many rand() calls Darknet's parse_network_cfg makes for `net`: one
     per connected weight (an [rnn] has three connected sublayers)."""
-    total = 0
-    for layer in net.layers:
-        subs = [getattr(layer, name, None)
-                for name in ("input_layer", "self_layer", "output_layer")]
-        subs = [s for s in subs if s is not None]
-        for sub in subs or [layer]:
-            w = getattr(sub, "weights", None)
-            if w is not None:
-                total += int(np.size(w))
-    return total
+    return int(net.init_draws())
 
 
 # --------------------------------------------------------------------------
