@@ -1,5 +1,8 @@
 /* connected.c - Darknet's fully connected layer: forward, backward, update.
  *
+ * Parameter updates are not here: the layer lists its arrays as dn_param
+ * pairs and an optimizer (optimizer.c) steps them.
+ *
  * A call works on the `batch` rows of time step `step` (step 0 for a plain
  * layer): input (batch, inputs), output/delta rows (batch, outputs) at
  * row offset step*batch. The reference kernel keeps Darknet's operation
@@ -97,25 +100,4 @@ int dn_connected_backward(const dn_ctx *ctx, const dn_connected *l, int step,
         st = dn_gemm(ctx, 0, 0, n, l->inputs, c, 1, delta, c, l->weights, l->inputs, 1,
                      prev_delta, l->inputs);
     return st;
-}
-
-int dn_connected_update(const dn_connected *l, float learning_rate, float momentum,
-                        float decay, int batch)
-{
-    int st = dn_check_connected(l, 0);
-    if (st) return st;
-    if (batch < 1) return DN_ERR_ARG;
-    const float lr = learning_rate * l->learning_rate_scale;
-    const float a = lr / batch;
-    const int c = l->outputs, nw = l->inputs * l->outputs;
-    dn_axpy(c, a, l->bias_updates, 1, l->biases, 1);
-    dn_scal(c, momentum, l->bias_updates, 1);
-    if (l->batch_normalize) {
-        dn_axpy(c, a, l->scale_updates, 1, l->scales, 1);
-        dn_scal(c, momentum, l->scale_updates, 1);
-    }
-    dn_axpy(nw, -decay * batch, l->weights, 1, l->weight_updates, 1);
-    dn_axpy(nw, a, l->weight_updates, 1, l->weights, 1);
-    dn_scal(nw, momentum, l->weight_updates, 1);
-    return DN_OK;
 }

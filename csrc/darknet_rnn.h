@@ -138,6 +138,28 @@ typedef struct dn_cost {
     float *delta;            /* (batch, inputs) */
 } dn_cost;
 
+/* One parameter array and its update buffer (optimizer.c). The update
+ * buffer holds the accumulated negative gradient (Darknet's *_updates);
+ * SGD keeps its momentum in it. */
+typedef struct dn_param {
+    float *value;                /* (n) */
+    float *grad;                 /* (n) */
+    long n;
+    float learning_rate_scale;   /* the owning layer's learning_rate key */
+    int decay;                   /* 1: weight decay applies (weights only) */
+} dn_param;
+
+/* What an update needs besides the arrays (Darknet's update_args). */
+typedef struct dn_update_args {
+    float learning_rate;         /* current rate of the lr policy */
+    float momentum;
+    float decay;
+    long batch;                  /* Darknet's divisor: batch * subdivisions */
+} dn_update_args;
+
+/* Darknet's SGD (momentum, decay, batch divisor) over `count` pairs. */
+int dn_sgd_update(const dn_update_args *args, const dn_param *params, long count);
+
 const char *dn_status_string(int status);
 const char *dn_build_flags(void);    /* compiler and flags the core was built with */
 const char *dn_activation_name(int activation);
@@ -166,14 +188,10 @@ int dn_connected_forward(const dn_ctx *ctx, const dn_connected *l, int step,
 int dn_connected_backward(const dn_ctx *ctx, const dn_connected *l, int step,
                           int stats_step, int fixes, const float *input,
                           float *prev_delta);
-int dn_connected_update(const dn_connected *l, float learning_rate,
-                        float momentum, float decay, int batch);
 
 int dn_rnn_forward(const dn_ctx *ctx, const dn_rnn *l, const float *input, int train);
 int dn_rnn_backward(const dn_ctx *ctx, const dn_rnn *l, const float *input,
                     float *prev_delta);
-int dn_rnn_update(const dn_rnn *l, float learning_rate, float momentum,
-                  float decay, int batch);
 
 int dn_softmax_forward(const dn_softmax *l, const float *input, const float *truth,
                        float *cost);

@@ -221,15 +221,3 @@ int dn_rnn_backward(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     }
     return DN_OK;
 }
-
-int dn_rnn_update(const dn_rnn *l, float learning_rate, float momentum, float decay,
-                  int batch)
-{
-    int st = check_rnn(l);
-    if (st) return st;
-    if ((st = dn_connected_update(&l->input_layer, learning_rate, momentum, decay, batch)))
-        return st;
-    if ((st = dn_connected_update(&l->self_layer, learning_rate, momentum, decay, batch)))
-        return st;
-    return dn_connected_update(&l->output_layer, learning_rate, momentum, decay, batch);
-}

@@ -15,6 +15,7 @@ from ._ffi import check, ffi, fptr, lib
 from ._checks import Buffer as _Buffer, check_array as _check_array, check_int
 from .activations import ACTIVATIONS, activation_index
 from .fixes import FIX_ALL, FIX_BN_GRADIENT  # noqa: F401  (re-exported)
+from .optim import UpdateArgs, block_params, sgd_update_native
 
 COST_TYPES = {"sse": lib.DN_COST_SSE, "masked": lib.DN_COST_MASKED, "L1": lib.DN_COST_L1,
               "seg": lib.DN_COST_SEG, "smooth": lib.DN_COST_SMOOTH, "wgan": lib.DN_COST_WGAN}
@@ -140,10 +141,9 @@ class ConnectedLayer:
                                         fptr(input), pd), "connected backward")
 
     def update(self, learning_rate, momentum, decay, batch):
-        """SGD with momentum and decay, Darknet's order (SPEC section 3)."""
-        check(lib.dn_connected_update(self._c, float(learning_rate), float(momentum),
-                                      float(decay), positive_int(batch, "batch")),
-              "connected update")
+        """Darknet's SGD with momentum and decay on this layer's parameters
+        (darknet_rnn.optim on the C core)."""
+        sgd_update_native(block_params(self), UpdateArgs(learning_rate, momentum, decay, batch))
 
     def __repr__(self):
         bn = ", batch_normalize=True" if self.batch_normalize else ""
@@ -226,8 +226,9 @@ class RNNLayer:
         check(lib.dn_rnn_backward(_ctx(self.ctx), self._c, fptr(input), pd), "rnn backward")
 
     def update(self, learning_rate, momentum, decay, batch):
-        check(lib.dn_rnn_update(self._c, float(learning_rate), float(momentum), float(decay),
-                                positive_int(batch, "batch")), "rnn update")
+        """Darknet's SGD on the input, self and output sublayers."""
+        params = [p for layer in self.sublayers for p in block_params(layer)]
+        sgd_update_native(params, UpdateArgs(learning_rate, momentum, decay, batch))
 
     def reset_state(self):
         """Zero the recurrent state (Darknet has no CPU reset, Q21)."""

@@ -19,21 +19,10 @@ from . import policy
 from ._rand import GlibcRandom, clock_seed
 from .cfg import parse_cfg
 from .errors import CfgError
-from .fixes import FIX_ALL, FIX_BN_GRADIENT, FIX_SOFTMAX_TEMPERATURE
-from .weights import entry_for_layer, init_weights, load_weights, save_weights
-
-
-def _backend_module(backend):
-    if backend == "native":
-        from . import layers
-        return layers
-    if backend == "reference":
-        from . import reference
-        return reference
-    if backend == "numpy":
-        from . import vectorized
-        return vectorized
-    raise ValueError(f"backend must be 'native', 'reference' or 'numpy', got {backend!r}")
+from .fixes import FIX_ALL
+from .optim import DarknetSGD, UpdateArgs
+from .registry import BuildContext, backend_module, layer_type
+from .weights import WeightsEntry, init_weights, load_weights, save_weights
 
 
 class Network:
@@ -62,59 +51,60 @@ class Network:
         # the same rand() stream.
         self.rng = GlibcRandom(seed)
 
-        mod = _backend_module(backend)
+        if backend not in ("native", "reference", "numpy"):
+            raise ValueError(f"backend must be 'native', 'reference' or 'numpy', got {backend!r}")
+        dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dt}")
+        if dt == np.float64 and backend != "reference":
+            raise ValueError("dtype=float64 needs backend='reference' (the NumPy twin); the "
+                             f"{backend!r} backend is float32 only")
+        self.dtype = dt.type
         ctx = None
         if backend == "native" and (kernel is not None or threads is not None):
             from ._ffi import Context
             ctx = Context(kernel, threads)
         self.ctx = ctx
-        extra = {"ctx": ctx} if backend == "native" else {"dtype": dtype}
-        self.layers = []
-        for ls in spec.layers:
-            if ls.type == "rnn":
-                layer = mod.RNNLayer(batch=self.streams, inputs=ls.inputs, outputs=ls.outputs,
-                                     steps=self.time_steps, activation=ls.activation,
-                                     batch_normalize=ls.batch_normalize, shortcut=ls.shortcut,
-                                     fixes=self.fixes, **extra)
-            elif ls.type == "connected":
-                layer = mod.ConnectedLayer(batch=self.batch, inputs=ls.inputs,
-                                           outputs=ls.outputs, activation=ls.activation,
-                                           batch_normalize=ls.batch_normalize,
-                                           learning_rate_scale=ls.learning_rate_scale, **extra)
-            elif ls.type == "softmax":
-                extra_s = {} if backend == "native" else {"dtype": dtype}
-                layer = mod.SoftmaxLayer(batch=self.batch, inputs=ls.inputs, groups=ls.groups,
-                                         temperature=ls.temperature, noloss=ls.noloss,
-                                         fixes=self.fixes & FIX_SOFTMAX_TEMPERATURE, **extra_s)
-            elif ls.type == "cost":
-                extra_s = {} if backend == "native" else {"dtype": dtype}
-                layer = mod.CostLayer(batch=self.batch, inputs=ls.inputs,
-                                      cost_type=ls.cost_type, scale=ls.scale, **extra_s)
-            else:  # the parser only produces the types above
-                raise CfgError(f"{spec.path}:{ls.line}: layer type {ls.type!r} not supported")
-            self.layers.append(layer)
-        outs = [i for i, l in enumerate(self.layers) if l.type != "cost"]
+        build = BuildContext(backend=backend, module=backend_module(backend),
+                             streams=self.streams, time_steps=self.time_steps,
+                             fixes=self.fixes, ctx=ctx, dtype=self.dtype)
+        # the registry entry of each layer: every per-type decision goes through it
+        self.kinds = [layer_type(ls.type) for ls in spec.layers]
+        self.layers = [k.build(ls, build) for k, ls in zip(self.kinds, spec.layers)]
+        outs = [i for i, k in enumerate(self.kinds) if k.network_output]
         if not outs:
             raise CfgError(f"{spec.path}: the network has no layer besides [cost]")
         self._out_index = outs[-1]
         self.outputs = self.layers[self._out_index].outputs
         self.truths = self.outputs
-        init_weights(self._entries(), self.rng)
+        # training: the optimizer, and hooks that see the gradients of each
+        # update before it (clipping, all-reduce, statistics)
+        self.optimizer = DarknetSGD(native=backend == "native")
+        self.gradient_hooks = []
+        self._params = None
+        init_weights(self._init_entries(), self.rng)
 
     # ------------------------------------------------------------------
     # weights
 
     def _entries(self):
-        entries = []
-        for ls, layer in zip(self.spec.layers, self.layers):
-            if layer.type == "rnn":
-                blocks = [layer.input_layer, layer.self_layer, layer.output_layer]
-            elif layer.type == "connected":
-                blocks = [layer]
-            else:
-                blocks = []
-            entries.append(entry_for_layer(ls, blocks))
-        return entries
+        """One WeightsEntry per layer, blocks in .weights order."""
+        return [k.weights_entry(ls, l) for k, ls, l in zip(self.kinds, self.spec.layers,
+                                                           self.layers)]
+
+    def _init_entries(self):
+        """The parameter blocks in Darknet's rand() initialisation order."""
+        return [WeightsEntry(blocks=k.init_blocks(l)) for k, l in zip(self.kinds, self.layers)]
+
+    def params(self):
+        """Every trainable (parameter, update buffer) pair of the network, as
+        darknet_rnn.optim.Param, in layer order; the same list (and order) at
+        every call."""
+        if self._params is None:
+            self._params = []
+            for k, ls, l in zip(self.kinds, self.spec.layers, self.layers):
+                self._params += k.params(l, f"layer {ls.index} {ls.section} ")
+        return self._params
 
     def load_weights(self, path, *, strict=None):
         """Load a Darknet .weights file; sets `seen` from its header."""
@@ -143,32 +133,28 @@ class Network:
             raise ValueError(f"{name} must have shape ({self.time_steps}, {self.streams}, {width})"
                              f" (time_steps, streams, {'inputs' if name == 'x' else 'outputs'}),"
                              f" or ({self.batch}, {width}) or ({n},); got {arr.shape}")
-        return np.ascontiguousarray(arr.reshape(self.batch, width), dtype=np.float32)
+        return np.ascontiguousarray(arr.reshape(self.batch, width), dtype=self.dtype)
 
     # ------------------------------------------------------------------
     # Darknet's network.c
 
     def _forward(self, x, truth, train):
         inp = x
-        for layer in self.layers:
-            if layer.type != "rnn":      # an [rnn] forward zeroes all its sublayer deltas
+        for k, layer in zip(self.kinds, self.layers):
+            if k.zero_delta:
                 layer.delta[...] = 0
-            if layer.type in ("softmax", "cost"):
-                layer.forward(inp, truth)
-            else:
-                layer.forward(inp, train=train)
+            k.forward(layer, inp, truth, train)
             inp = layer.output
-        costs = [l for l in self.layers if l.type in ("softmax", "cost")]
-        total = np.float32(0)
+        dt = self.dtype
+        costs = [l for k, l in zip(self.kinds, self.layers) if k.has_cost]
+        total = dt(0)
         for l in costs:
-            total = np.float32(total + np.float32(l.cost if l.cost is not None else 0.0))
+            total = dt(total + dt(l.cost if l.cost is not None else 0.0))
         with np.errstate(invalid="ignore", divide="ignore"):
-            return float(np.float32(total / np.float32(len(costs))))
+            return float(dt(total / dt(len(costs))))
 
     def _backward(self, x):
-        bn_fix = self.fixes & FIX_BN_GRADIENT
         for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
             if self.spec.layers[i].stopbackward:
                 break
             if i == 0:
@@ -176,27 +162,18 @@ class Network:
             else:
                 prev = self.layers[i - 1]
                 inp, prev_delta = prev.output, prev.delta
-            if layer.type in ("softmax", "cost"):
-                layer.backward(prev_delta)
-            elif layer.type == "connected":
-                layer.backward(inp, prev_delta, fixes=bn_fix)
-            else:
-                layer.backward(inp, prev_delta)
+            self.kinds[i].backward(self.layers[i], inp, prev_delta, self.fixes)
 
     def _check_trainable(self):
-        """Q7: batch norm over one row per call gives NaN in Darknet."""
-        for ls, layer in zip(self.spec.layers, self.layers):
-            if not ls.batch_normalize:
+        """Batch norm over one row per call gives NaN in Darknet."""
+        for k, ls, layer in zip(self.kinds, self.spec.layers, self.layers):
+            msg = k.check_trainable(ls, layer)
+            if msg is None:
                 continue
-            rows = layer.batch
-            if rows == 1:
-                what = "1 stream per time step" if ls.type == "rnn" else "a batch of 1 row"
-                msg = (f"{self.cfg_path}:{ls.line}: layer {ls.index} {ls.section} has "
-                       f"batch_normalize=1 with {what}: the variance divides by zero and "
-                       f"Darknet trains NaN (SPEC Q7); use at least 2 streams")
-                if self.strict:
-                    raise CfgError(msg)
-                warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            msg = f"{self.cfg_path}:{ls.line}: {msg}"
+            if self.strict:
+                raise CfgError(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
     def train(self, x, y):
         """One train_network_datum: forward, backward, maybe update. Returns
@@ -212,13 +189,16 @@ class Network:
         return loss
 
     def update(self):
-        """update_network: every layer with parameters, Darknet's arguments."""
+        """update_network: the gradient hooks, then the optimizer over every
+        parameter, with Darknet's arguments (the lr policy's current rate,
+        momentum, decay, batch * subdivisions)."""
         o = self.options
-        lr = self.current_rate()
-        batch = self.batch * self.subdivisions
-        for layer in self.layers:
-            if layer.type in ("rnn", "connected"):
-                layer.update(lr, o.momentum, o.decay, batch)
+        args = UpdateArgs(learning_rate=self.current_rate(), momentum=o.momentum,
+                          decay=o.decay, batch=self.batch * self.subdivisions)
+        params = self.params()
+        for hook in self.gradient_hooks:
+            hook(self, params, args)
+        self.optimizer.step(params, args)
 
     def forward(self, x, y=None, train=False):
         """Run the network forward; returns Darknet's cost (NaN without truth
@@ -248,21 +228,19 @@ class Network:
 
     def reset_state(self):
         """Zero every [rnn] state (Darknet has no CPU reset, Q21)."""
-        for layer in self.layers:
-            if layer.type == "rnn":
-                layer.reset_state()
+        for k, layer in zip(self.kinds, self.layers):
+            k.reset_state(layer)
 
     def set_temperature(self, temperature):
         """Set every [softmax] layer's temperature (as `darknet rnn generate`)."""
-        for layer in self.layers:
-            if layer.type == "softmax":
-                layer.temperature = temperature
+        for k, layer in zip(self.kinds, self.layers):
+            k.set_temperature(layer, temperature)
 
     def init_draws(self):
         """How many rand() calls Darknet's parse_network_cfg makes for this
         network (one per connected weight, drawn even when weights are then
         loaded from a file)."""
-        return sum(int(b.weights.size) for e in self._entries() for b in e.blocks)
+        return sum(int(b.weights.size) for e in self._init_entries() for b in e.blocks)
 
     def current_batch(self):
         return self.seen // (self.batch * self.subdivisions)
@@ -271,19 +249,22 @@ class Network:
         return float(policy.current_rate(self.options, self.current_batch(), self.rng))
 
     def __repr__(self):
-        kinds = " > ".join(l.type for l in self.layers)
+        kinds = " > ".join(k.name for k in self.kinds)
         return (f"Network({os.path.basename(str(self.cfg_path))}: {kinds}; streams={self.streams}, "
                 f"time_steps={self.time_steps}, inputs={self.inputs}, outputs={self.outputs})")
 
 
 def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=False,
-                 backend="native", kernel=None, threads=None, clear=False, streams=None):
+                 backend="native", kernel=None, threads=None, clear=False, streams=None,
+                 dtype=np.float32):
     """Parse a Darknet .cfg, initialise as Darknet does (srand(seed)), and
     load a .weights file if given (like Darknet's load_network).
 
     streams: None keeps the cfg's [net] shape; an int gives the inference
     shape batch=streams, subdivisions=1, time_steps=1 (so a training cfg can
-    generate or validate), as `darknet rnn generate` sets the batch to 1."""
+    generate or validate), as `darknet rnn generate` sets the batch to 1.
+    dtype: float32, or float64 with backend="reference" (the NumPy twin in
+    double precision, for finite-difference checks through this API)."""
     spec = parse_cfg(cfg_path, strict=strict)
     if streams is not None:
         if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
@@ -292,7 +273,7 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
         if (opts.streams, opts.time_steps) != (streams, 1):
             spec.net = dataclasses.replace(opts, batch=streams, subdivisions=1, time_steps=1)
     net = Network(spec, seed=seed, strict=strict, exact=exact, backend=backend,
-                  kernel=kernel, threads=threads)
+                  kernel=kernel, threads=threads, dtype=dtype)
     if weights_path is not None:
         net.load_weights(weights_path)
     if clear:

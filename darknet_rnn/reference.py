@@ -39,6 +39,7 @@ import numpy as np
 
 from darknet_rnn._checks import Buffer as _Buffer, check_array as _check_array, check_int as _check_int
 from darknet_rnn.activations import ACTIVATIONS, activation_index
+from darknet_rnn.optim import UpdateArgs, block_params, sgd_update
 # Departures of Darknet's CPU backward from the true gradient (SPEC section 14),
 # same values as dn_fix in csrc/darknet_rnn.h. 0 = reproduce Darknet.
 from darknet_rnn.fixes import (FIX_ALL, FIX_BN_GRADIENT, FIX_BN_STEP_STATS,  # noqa: F401
@@ -506,24 +507,13 @@ class ConnectedLayer:
     # ---- update ----------------------------------------------------------
 
     def update(self, learning_rate, momentum, decay, batch):
-        """SGD with momentum and weight decay (SPEC §3 Update), in this exact
-        order, all float. `batch` is the network's update batch (§9)."""
-        dt = self.dtype
-        learning_rate = dt(_check_real("learning_rate", learning_rate))
-        momentum = dt(_check_real("momentum", momentum))
-        decay = dt(_check_real("decay", decay))
-        batch = dt(_check_int("batch", batch))          # int -> float, as C converts it
-        with np.errstate(all="ignore"):
-            rate = learning_rate * dt(self.learning_rate_scale) / batch
-            self.biases += rate * self.bias_updates
-            self.bias_updates *= momentum
-            if self.batch_normalize:
-                self.scales += rate * self.scale_updates
-                self.scale_updates *= momentum
-            # Decay goes into the accumulator (weights only), so momentum carries it.
-            self.weight_updates += (-decay * batch) * self.weights
-            self.weights += rate * self.weight_updates
-            self.weight_updates *= momentum
+        """SGD with momentum and weight decay (SPEC §3 Update), Darknet's
+        order, all in the layer dtype: darknet_rnn.optim.sgd_update over
+        this layer's (parameter, update buffer) pairs."""
+        args = UpdateArgs(_check_real("learning_rate", learning_rate),
+                          _check_real("momentum", momentum), _check_real("decay", decay),
+                          _check_int("batch", batch))
+        sgd_update(block_params(self), args)
 
 
 # --------------------------------------------------------------------------
@@ -687,7 +677,7 @@ class RNNLayer:
                             t, stats, sub_fixes)
 
     def update(self, learning_rate, momentum, decay, batch):
-        """Update input, self, output sublayers, in that order."""
+        """Update input, self, output sublayers."""
         for layer in self.sublayers:
             layer.update(learning_rate, momentum, decay, batch)
 

@@ -68,16 +68,19 @@ class WeightsEntry:
     name: str = ""
 
 
-def entry_for_layer(spec, blocks) -> WeightsEntry:
+def entry_for_layer(spec, blocks, *, dontloadscales=None) -> WeightsEntry:
     """A WeightsEntry for a cfg LayerSpec with Darknet's flag semantics:
-    dontload/dontsave act on the layer; dontloadscales acts only on
-    [connected] (Darknet reads it from the sublayers of an [rnn], where it is
-    always 0)."""
+    dontload/dontsave act on the layer; dontloadscales is the spec's flag
+    unless the layer type decides otherwise (an [rnn] passes False: Darknet
+    reads the flag from its sublayers, where it is always 0; see
+    darknet_rnn.registry)."""
+    if dontloadscales is None:
+        dontloadscales = spec.dontloadscales
     return WeightsEntry(
         blocks=list(blocks),
         dontload=bool(spec.dontload),
         dontsave=bool(spec.dontsave),
-        dontloadscales=bool(spec.dontloadscales) and spec.type != "rnn",
+        dontloadscales=bool(dontloadscales),
         name=f"layer {spec.index} {spec.section or '[' + spec.type + ']'}",
     )
 
@@ -176,7 +179,7 @@ def _check_block(entry, block):
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"{entry.name or 'entry'}: {name} must be a NumPy array, "
                             f"got {type(arr).__name__}")
-        if arr.dtype != np.float32:
+        if arr.dtype not in (np.float32, np.float64):   # float64: the reference twin
             raise TypeError(f"{entry.name or 'entry'}: {name} must be float32, got {arr.dtype}")
         if arr.size != n:
             raise ValueError(f"{entry.name or 'entry'}: {name} has {arr.size} values, "

@@ -15,6 +15,7 @@ import pytest
 import darknet_rnn.weights as W
 from darknet_rnn._rand import GlibcRandom
 from darknet_rnn.cfg import parse_cfg, parse_cfg_text
+from darknet_rnn.registry import layer_type
 from darknet_rnn.errors import WeightsError
 from darknet_rnn.weights import (WeightsHeader, WeightsWarning, entry_for_layer,
                                  expected_size, init_weights, load_weights, read_header,
@@ -59,7 +60,7 @@ def build_entries(spec, fill=None):
             blocks = [Block.make(l.inputs, l.outputs, l.batch_normalize, fill)]
         else:
             continue
-        entries.append(entry_for_layer(l, blocks))
+        entries.append(layer_type(l.type).entry(l, blocks))   # the type's flag rules
     return entries
 
 

@@ -41,6 +41,17 @@ static void make_connected(dn_connected *c, int batch, int steps, int inputs, in
     }
 }
 
+/* The dn_param list of a connected block (biases, scales, weights). */
+static long block_params(const dn_connected *c, dn_param *p)
+{
+    long n = 0, o = c->outputs;
+    p[n++] = (dn_param){c->biases, c->bias_updates, o, c->learning_rate_scale, 0};
+    if (c->batch_normalize)
+        p[n++] = (dn_param){c->scales, c->scale_updates, o, c->learning_rate_scale, 0};
+    p[n++] = (dn_param){c->weights, c->weight_updates, o * c->inputs, c->learning_rate_scale, 1};
+    return n;
+}
+
 static int run(int kernel, int B, int T, int I, int H, int bn, int shortcut, int fixes)
 {
     dn_ctx ctx = {kernel, 1, NULL, 0};
@@ -55,11 +66,16 @@ static int run(int kernel, int B, int T, int I, int H, int bn, int shortcut, int
     l.state = buf((long)(T + 1) * B * H);
     l.scratch = buf((long)B * H);
     float *x = buf((long)T * B * I), *dx = buf((long)T * B * I);
+    dn_param params[9];
+    long np = block_params(&l.input_layer, params);
+    np += block_params(&l.self_layer, params + np);
+    np += block_params(&l.output_layer, params + np);
+    dn_update_args args = {0.01f, 0.9f, 0.0005f, (long)B * T};
     int st = 0;
     for (int it = 0; it < 3 && !st; ++it) {
         st = dn_rnn_forward(&ctx, &l, x, 1);
         if (!st) st = dn_rnn_backward(&ctx, &l, x, dx);
-        if (!st) st = dn_rnn_update(&l, 0.01f, 0.9f, 0.0005f, B * T);
+        if (!st) st = dn_sgd_update(&args, params, np);
     }
     if (!st) st = dn_rnn_forward(&ctx, &l, x, 0);   /* inference path */
     dn_connected *s[3] = {&l.input_layer, &l.self_layer, &l.output_layer};

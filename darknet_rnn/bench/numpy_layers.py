@@ -12,11 +12,24 @@ bounds.
 """
 import numpy as np
 
-from .activations import activation_index
-from .fixes import (FIX_ALL, FIX_BN_GRADIENT, FIX_BN_STEP_STATS, FIX_COPY_BEFORE_SCALE,
+from .._checks import check_array, check_int
+from ..activations import activation_index
+from ..optim import UpdateArgs, block_params, sgd_update
+from ..fixes import (FIX_ALL, FIX_BN_GRADIENT, FIX_BN_STEP_STATS, FIX_COPY_BEFORE_SCALE,
                     FIX_SHORTCUT_CARRY, FIX_SOFTMAX_TEMPERATURE, FIX_STORED_STATE)
 
 F32 = np.float32
+
+
+def _float32_only(dtype):
+    if np.dtype(dtype) != np.float32:
+        raise ValueError(f"dtype: the NumPy baseline is float32 only, got {np.dtype(dtype)} "
+                         "(darknet_rnn.reference runs float64)")
+
+
+def _rows_in(name, a, rows, cols, writable=False):
+    """Argument check shared with the other implementations (same messages)."""
+    return check_array(name, a, rows, cols, F32, writable)
 
 
 def _activate(x, a):
@@ -95,6 +108,9 @@ class ConnectedLayer:
     def __init__(self, batch, inputs, outputs, activation="logistic", batch_normalize=False,
                  steps=1, learning_rate_scale=1.0, dtype=F32):
         activation_index(activation)
+        _float32_only(dtype)
+        batch, inputs, outputs, steps = (check_int("batch", batch), check_int("inputs", inputs),
+                                         check_int("outputs", outputs), check_int("steps", steps))
         self.batch, self.inputs, self.outputs, self.steps = batch, inputs, outputs, steps
         self.activation = activation
         self.batch_normalize = bool(batch_normalize)
@@ -171,11 +187,15 @@ class ConnectedLayer:
 
     def forward(self, input, train=True, step=0):
         b = self.batch
+        input = _rows_in("input", input, b, self.inputs)
         np.matmul(input, self.weights.T, out=self.output[step * b:(step + 1) * b])
         self._post(step, 1, train)
 
     def backward(self, input, prev_delta=None, step=0, stats_step=None, fixes=0):
         b = self.batch
+        input = _rows_in("input", input, b, self.inputs)
+        if prev_delta is not None:
+            prev_delta = _rows_in("prev_delta", prev_delta, b, self.inputs, writable=True)
         s = step if stats_step is None else stats_step
         self._pre(step, 1, lambda t: s, fixes)
         d = self.delta[step * b:(step + 1) * b]
@@ -184,15 +204,7 @@ class ConnectedLayer:
             prev_delta += d @ self.weights
 
     def update(self, learning_rate, momentum, decay, batch):
-        a = F32(learning_rate * self.learning_rate_scale) / F32(batch)
-        self.biases += a * self.bias_updates
-        self.bias_updates *= F32(momentum)
-        if self.batch_normalize:
-            self.scales += a * self.scale_updates
-            self.scale_updates *= F32(momentum)
-        self.weight_updates += F32(-decay * batch) * self.weights
-        self.weights += a * self.weight_updates
-        self.weight_updates *= F32(momentum)
+        sgd_update(block_params(self), UpdateArgs(learning_rate, momentum, decay, batch))
 
 
 class RNNLayer:
@@ -200,6 +212,9 @@ class RNNLayer:
 
     def __init__(self, batch, inputs, outputs, steps, activation="logistic",
                  batch_normalize=False, shortcut=False, fixes=0, dtype=F32):
+        _float32_only(dtype)
+        batch, inputs, outputs, steps = (check_int("batch", batch), check_int("inputs", inputs),
+                                         check_int("outputs", outputs), check_int("steps", steps))
         self.batch, self.inputs, self.outputs, self.steps = batch, inputs, outputs, steps
         self.activation, self.batch_normalize = activation, bool(batch_normalize)
         self.shortcut, self.fixes = bool(shortcut), int(fixes) & FIX_ALL
@@ -219,6 +234,7 @@ class RNNLayer:
 
     def forward(self, input, train=True):
         T, B, H = self.steps, self.batch, self.outputs
+        input = _rows_in("input", input, T * B, self.inputs)
         inl, sl, outl = self.sublayers
         for l in self.sublayers:
             l.delta[...] = 0
@@ -251,6 +267,9 @@ class RNNLayer:
 
     def backward(self, input, prev_delta=None):
         T, B, H = self.steps, self.batch, self.outputs
+        input = _rows_in("input", input, T * B, self.inputs)
+        if prev_delta is not None:
+            prev_delta = _rows_in("prev_delta", prev_delta, T * B, self.inputs, writable=True)
         inl, sl, outl = self.sublayers
         fx = self.fixes
         stats_of = (lambda t: t) if fx & FIX_BN_STEP_STATS else (lambda t: T - 1)
@@ -279,14 +298,21 @@ class RNNLayer:
         outl.weight_updates += outl.delta.T @ self.state[1:].reshape(T * B, H)
 
     def update(self, learning_rate, momentum, decay, batch):
-        for l in self.sublayers:
-            l.update(learning_rate, momentum, decay, batch)
+        params = [p for l in self.sublayers for p in block_params(l)]
+        sgd_update(params, UpdateArgs(learning_rate, momentum, decay, batch))
 
 
 class SoftmaxLayer:
     type = "softmax"
 
     def __init__(self, batch, inputs, groups=1, temperature=1.0, noloss=False, fixes=0, dtype=F32):
+        _float32_only(dtype)
+        batch, inputs, groups = (check_int("batch", batch), check_int("inputs", inputs),
+                                 check_int("groups", groups))
+        if inputs % groups:
+            raise ValueError(f"groups ({groups}) must divide inputs ({inputs})")
+        if not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.batch, self.inputs, self.outputs = batch, inputs, inputs
         self.groups, self.temperature, self.noloss = groups, float(temperature), bool(noloss)
         self.fixes = int(fixes)
@@ -296,6 +322,9 @@ class SoftmaxLayer:
         self.cost = None
 
     def forward(self, input, truth=None):
+        input = _rows_in("input", input, self.batch, self.inputs)
+        if truth is not None:
+            truth = _rows_in("truth", truth, self.batch, self.inputs)
         x = input.reshape(self.batch, self.groups, -1) / F32(self.temperature)
         e = np.exp(x - x.max(axis=2, keepdims=True))
         self.output[...] = (e / e.sum(axis=2, keepdims=True)).reshape(self.batch, self.inputs)
@@ -319,6 +348,8 @@ class CostLayer:
     type = "cost"
 
     def __init__(self, batch, inputs, cost_type="sse", scale=1.0, dtype=F32):
+        _float32_only(dtype)
+        batch, inputs = check_int("batch", batch), check_int("inputs", inputs)
         if cost_type not in ("sse", "masked", "L1", "seg", "smooth", "wgan"):
             raise ValueError(f"cost_type: unknown cost type {cost_type!r}")
         self.batch, self.inputs, self.outputs = batch, inputs, inputs
@@ -330,6 +361,9 @@ class CostLayer:
     def forward(self, input, truth=None):
         if truth is None:
             return
+        input = _rows_in("input", input, self.batch, self.inputs,
+                         writable=self.cost_type == "masked")
+        truth = _rows_in("truth", truth, self.batch, self.inputs)
         if self.cost_type == "masked":
             input[truth == F32(-1234)] = F32(-1234)
         d = truth - input

@@ -110,8 +110,8 @@ def _bandwidth():
 def _gemm_bench(threads, rounds, quick):
     import numpy as np
 
-    from . import _ffi
-    from ._ffi import ffi, fptr, lib
+    from .. import _ffi
+    from .._ffi import ffi, fptr, lib
     ctx = _ffi.Context("auto", threads)
     rng = np.random.default_rng(0)
     shapes = [(m, n, k) for m in (32, 2048) for n in (256, 512) for k in (256, 512)]
@@ -156,7 +156,7 @@ def _train_bench(threads, rounds, shape, ref_rounds):
 
     import numpy as np
 
-    from .network import load_network
+    from ..network import load_network
     cfg = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
     cfg.write(char_cfg(**shape))
     cfg.close()
@@ -196,7 +196,7 @@ def _gen_bench(threads, rounds, shape, chars, ref_chars, streams_list):
 
     import numpy as np
 
-    from .network import load_network
+    from ..network import load_network
     results, agree = {}, {}
     for streams in [1] + list(streams_list):
         cfgtext = char_cfg(streams=streams, steps=1, **shape)
@@ -249,7 +249,7 @@ def _gen_bench(threads, rounds, shape, chars, ref_chars, streams_list):
 def child(args):
     import numpy as np
 
-    from .info import build_info
+    from ..info import build_info
     t0 = time.perf_counter()
     quick = args.quick
     tr = QUICK_TRAIN if quick else TRAIN_LAYERS
@@ -341,7 +341,7 @@ def report(runs, cmd):
 def plot(runs, path):
     import numpy as np
 
-    from .plot import BLACK, COLORS, WHITE, draw_text, write_png
+    from ..plot import BLACK, COLORS, WHITE, draw_text, write_png
     bars = []
     for r in runs:
         for k, s in r["train"]["results"].items():
@@ -401,6 +401,3 @@ def main(argv=None):
         plot(runs, args.plot)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
