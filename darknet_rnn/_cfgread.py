@@ -7,7 +7,6 @@ darknet_rnn.registry. Pure Python.
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 import warnings

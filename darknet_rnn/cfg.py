@@ -27,7 +27,7 @@ from typing import List
 
 from ._cfgread import (COST_TYPES, POLICIES, CfgWarning, LayerSpec, NetOptions,  # noqa: F401
                        NetworkSpec, _err, _Reader, _Section, _read_sections, _warn, c_atof,
-                       c_atoi, parse_activation, to_float32, _INT32_MAX, _INT32_MIN)
+                       c_atoi, parse_activation, to_float32, _INT32_MAX)
 from .errors import CfgError
 from .registry import layer_type, section_types
 
