@@ -176,16 +176,26 @@ class Network:
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
     def train(self, x, y):
-        """One train_network_datum: forward, backward, maybe update. Returns
-        Darknet's loss (the averaged layer costs, not divided by the batch)."""
+        """One train_network_datum: forward, backward, and every
+        `subdivisions` datums an update. Returns Darknet's loss (the averaged
+        layer costs, not divided by the batch)."""
+        loss = self.forward_backward(x, y)
+        if (self.seen // self.batch) % self.subdivisions == 0:
+            self.update()
+        return loss
+
+    def forward_backward(self, x, y):
+        """The datum without the update: `seen` advances, the training
+        forward and Darknet's backward (or exact BPTT with exact=True) run,
+        and every parameter's update buffer (`Param.grad` of params())
+        accumulates the negative gradient of the loss, summed over the rows.
+        Returns the loss. train() is this plus update() on schedule."""
         self._check_trainable()
         x = self._rows(x, "x", self.inputs)
         y = self._rows(y, "y", self.truths)
         self.seen += self.batch
         loss = self._forward(x, y, train=True)
         self._backward(x)
-        if (self.seen // self.batch) % self.subdivisions == 0:
-            self.update()
         return loss
 
     def update(self):

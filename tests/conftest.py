@@ -6,6 +6,33 @@ import pytest
 
 DATA = pathlib.Path(__file__).parent / "data"
 
+# Shared parametrisations: the implementations of the same math, and the
+# kernels of the C core (reference = Darknet's loops, bit-exact).
+BACKENDS = ("native", "reference")
+
+
+def _kernels():
+    try:
+        from darknet_rnn._ffi import available_kernels
+    except ImportError:           # no compiled module: the reference kernel still names the row
+        return ("reference",)
+    return tuple(available_kernels())
+
+
+KERNELS = _kernels()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each implementation: the C core and the bit-exact NumPy twin."""
+    return request.param
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    """Each kernel of the C core this CPU runs."""
+    return request.param
+
 
 def golden_cases():
     return [c["case"] for c in json.loads((DATA / "index.json").read_text())]
