@@ -146,7 +146,8 @@ typedef struct dn_param {
     float *grad;                 /* (n) */
     long n;
     float learning_rate_scale;   /* the owning layer's learning_rate key */
-    int decay;                   /* 1: weight decay applies (weights only) */
+    int decay;                   /* 1: weight decay applies (SGD: weights only) */
+    float *m, *v;                /* (n) Adam's moments; NULL for SGD */
 } dn_param;
 
 /* What an update needs besides the arrays (Darknet's update_args). */
@@ -155,10 +156,16 @@ typedef struct dn_update_args {
     float momentum;
     float decay;
     long batch;                  /* Darknet's divisor: batch * subdivisions */
+    /* Adam only: */
+    float B1, B2, eps;
+    float correction1, correction2;  /* 1 - B1^t, 1 - B2^t for update count t */
 } dn_update_args;
 
 /* Darknet's SGD (momentum, decay, batch divisor) over `count` pairs. */
 int dn_sgd_update(const dn_update_args *args, const dn_param *params, long count);
+/* Adam as Darknet's GPU build defines it (every pair has m and v); clears
+ * the gradients. */
+int dn_adam_update(const dn_update_args *args, const dn_param *params, long count);
 
 const char *dn_status_string(int status);
 const char *dn_build_flags(void);    /* compiler and flags the core was built with */

@@ -74,7 +74,8 @@ def _parse_net(sec: _Section, path: str, strict: bool, messages) -> NetOptions:
         n.eps = r.find_float("eps", .0000001, quiet=False)
         _warn(messages, r.where("adam"),
               "adam is set, but Darknet's CPU update ignores Adam: training uses "
-              "SGD with momentum and decay (quirk Q25)")
+              "SGD with momentum and decay; load with optimizer='adam' (darknet-rnn "
+              "train --optimizer adam) to train with Adam")
     n.height = r.find_int("height", 0)
     n.width = r.find_int("width", 0)
     n.channels = r.find_int("channels", 0)

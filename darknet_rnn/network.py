@@ -20,7 +20,7 @@ from ._rand import GlibcRandom, clock_seed
 from .cfg import parse_cfg
 from .errors import CfgError
 from .fixes import FIX_ALL
-from .optim import DarknetSGD, UpdateArgs
+from .optim import ClipGradNorm, UpdateArgs, make_optimizer
 from .registry import BuildContext, backend_module, layer_type
 from .weights import WeightsEntry, init_weights, load_weights, save_weights
 
@@ -29,7 +29,8 @@ class Network:
     """A Darknet network. Build it with load_network(cfg, weights)."""
 
     def __init__(self, spec, *, seed=None, strict=True, exact=False, backend="native",
-                 kernel=None, threads=None, dtype=np.float32):
+                 kernel=None, threads=None, dtype=np.float32, optimizer=None,
+                 clip_norm=None):
         self.spec = spec
         self.cfg_path = spec.path
         opts = spec.net
@@ -79,9 +80,14 @@ class Network:
         self.truths = self.outputs
         # training: the optimizer, and hooks that see the gradients of each
         # update before it (clipping, all-reduce, statistics)
-        self.optimizer = DarknetSGD(native=backend == "native")
+        self.optimizer = make_optimizer(optimizer, opts, native=backend == "native")
         self.gradient_hooks = []
+        self.clip = None
+        if clip_norm is not None:
+            self.clip = ClipGradNorm(clip_norm)
+            self.gradient_hooks.append(self.clip)
         self._params = None
+        self._carry = None             # momentum carry snapshots for gradient hooks
         init_weights(self._init_entries(), self.rng)
 
     # ------------------------------------------------------------------
@@ -193,10 +199,29 @@ class Network:
         self._check_trainable()
         x = self._rows(x, "x", self.inputs)
         y = self._rows(y, "y", self.truths)
+        if (self.seen // self.batch) % self.subdivisions == 0:
+            self._snapshot_carry()     # first datum since the last update
         self.seen += self.batch
         loss = self._forward(x, y, train=True)
         self._backward(x)
         return loss
+
+    def _snapshot_carry(self):
+        """Before the first backward of an update period, remember what the
+        update buffers hold already (Darknet's SGD keeps momentum there), so
+        hooks that need the pure gradient can take it apart."""
+        need = getattr(self.optimizer, "carries_momentum", False) and any(
+            getattr(h, "needs_gradient", False) for h in self.gradient_hooks)
+        params = self.params()
+        if not need:
+            for p in params:
+                p.carry = None
+            return
+        if self._carry is None:
+            self._carry = [np.empty_like(p.grad) for p in params]
+        for p, c in zip(params, self._carry):
+            np.copyto(c, p.grad)
+            p.carry = c
 
     def update(self):
         """update_network: the gradient hooks, then the optimizer over every
@@ -266,7 +291,7 @@ class Network:
 
 def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=False,
                  backend="native", kernel=None, threads=None, clear=False, streams=None,
-                 dtype=np.float32):
+                 dtype=np.float32, optimizer=None, clip_norm=None):
     """Parse a Darknet .cfg, initialise as Darknet does (srand(seed)), and
     load a .weights file if given (like Darknet's load_network).
 
@@ -274,8 +299,17 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
     shape batch=streams, subdivisions=1, time_steps=1 (so a training cfg can
     generate or validate), as `darknet rnn generate` sets the batch to 1.
     dtype: float32, or float64 with backend="reference" (the NumPy twin in
-    double precision, for finite-difference checks through this API)."""
-    spec = parse_cfg(cfg_path, strict=strict)
+    double precision, for finite-difference checks through this API).
+    optimizer: None or "sgd" (Darknet's SGD), or "adam" (Adam as Darknet's
+    GPU build defines it, with the cfg's B1, B2, eps; Darknet's CPU ignores
+    `adam=1`). clip_norm: clip the global gradient norm of each update to
+    this value (darknet_rnn.optim.ClipGradNorm; off by default)."""
+    if optimizer == "adam":
+        with warnings.catch_warnings():   # the cfg's "CPU ignores Adam" does not apply
+            warnings.filterwarnings("ignore", message=".*ignores Adam.*")
+            spec = parse_cfg(cfg_path, strict=strict)
+    else:
+        spec = parse_cfg(cfg_path, strict=strict)
     if streams is not None:
         if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
             raise ValueError(f"streams must be a positive int, got {streams!r}")
@@ -283,7 +317,8 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
         if (opts.streams, opts.time_steps) != (streams, 1):
             spec.net = dataclasses.replace(opts, batch=streams, subdivisions=1, time_steps=1)
     net = Network(spec, seed=seed, strict=strict, exact=exact, backend=backend,
-                  kernel=kernel, threads=threads, dtype=dtype)
+                  kernel=kernel, threads=threads, dtype=dtype, optimizer=optimizer,
+                  clip_norm=clip_norm)
     if weights_path is not None:
         net.load_weights(weights_path)
     if clear:
