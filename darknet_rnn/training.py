@@ -31,6 +31,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+__all__ = ["BACKUP", "EXIT_INTERRUPT", "FINAL", "INTERRUPT_NOTE", "STEP_COLUMNS", "LossLog",
+           "RunResult", "Step", "StopFlag", "TrainingRun", "darknet_paths", "keep_suffix",
+           "train_loop"]
+
 EXIT_INTERRUPT = 130            # exit status after SIGINT (128 + SIGINT)
 BACKUP = ".backup"              # Darknet's checkpoint suffix
 FINAL = "_final.weights"        # Darknet's final weights suffix
@@ -350,8 +354,3 @@ class TrainingRun:
             if self._log is not None:
                 self._log.close()
                 self._log = None
-
-
-__all__ = ["BACKUP", "EXIT_INTERRUPT", "FINAL", "INTERRUPT_NOTE", "STEP_COLUMNS", "LossLog",
-           "RunResult", "Step", "StopFlag", "TrainingRun", "darknet_paths", "keep_suffix",
-           "train_loop"]

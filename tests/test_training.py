@@ -297,3 +297,12 @@ def test_a_second_signal_aborts_without_saving(cfg, tmp_path):
     assert result.last.iteration == 1          # iteration 2's bookkeeping never ran
     assert os.listdir(tmp_path) == ["synth.train.cfg"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_default_signal_note_goes_to_stderr(cfg, tmp_path, capsys):
+    net = new_net(cfg)
+    run = TR.TrainingRun(net, Synthetic(net), path_for=TR.darknet_paths(tmp_path, "synth"),
+                         hooks=[_signal_at(1, signal.SIGINT)])
+    assert run.run().signum == signal.SIGINT
+    out, err = capsys.readouterr()
+    assert out == "" and "interrupted: saving a checkpoint after this iteration" in err
