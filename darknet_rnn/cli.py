@@ -13,27 +13,31 @@ Everything a user can get wrong (missing file, bad cfg, weights of another
 network, text too short, ...) ends with one line
 `darknet-rnn: error: MESSAGE` on stderr and exit status 2; Ctrl-C during
 training saves a checkpoint and exits with 130.
+
+The commands only parse arguments, build the pieces and print: the training
+run (checkpoints, resume, --clear, loss log, signals) is
+darknet_rnn.training.TrainingRun, the char-RNN parts are darknet_rnn.charrnn
+(through darknet_rnn.text).
 """
 import argparse
 import csv
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 import warnings
 
 from . import text as textlib
 from ._rand import clock_seed
+from .charrnn.loop import LOG_COLUMNS, CharSource, validation_hook
 from .errors import DarknetError, NativeError
+from .training import EXIT_INTERRUPT, INTERRUPT_NOTE, TrainingRun, darknet_paths
 
 PROG = "darknet-rnn"
 EXIT_USAGE = 2
-EXIT_INTERRUPT = 130
 
-CSV_FIELDS = ("iteration", "seen", "loss", "avg_loss", "bpc", "rate", "seconds", "epochs",
-              "valid_bpc")
+CSV_FIELDS = tuple(name for name, _ in LOG_COLUMNS)     # the loss log's header
 
 
 class UsageError(Exception):
@@ -190,28 +194,6 @@ def _clock(seconds):
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class LossLog:
-    """The CSV loss log in the output directory (appended to on resume)."""
-
-    def __init__(self, path, append):
-        self.path = path
-        fresh = not (append and os.path.exists(path) and os.path.getsize(path) > 0)
-        self._f = open(path, "w" if fresh else "a", newline="")
-        self._w = csv.writer(self._f)
-        if fresh:
-            self._w.writerow(CSV_FIELDS)
-            self._f.flush()
-
-    def row(self, s: textlib.TrainStep):
-        self._w.writerow([s.iteration, s.seen, f"{s.loss:.6f}", f"{s.avg_loss:.6f}",
-                          f"{s.bpc:.6f}", f"{s.rate:g}", f"{s.seconds:.6f}",
-                          f"{s.epochs:.6f}", "" if s.valid is None else f"{s.valid.bpc:.6f}"])
-        self._f.flush()
-
-    def close(self):
-        self._f.close()
-
-
 def plot_loss_log(csv_path, png_path, title=""):
     """Training (moving average) and validation bits per character against
     the iteration number, from a loss log."""
@@ -235,52 +217,17 @@ def plot_loss_log(csv_path, png_path, title=""):
                      ylabel="bits per character")
 
 
-class _StopFlag:
-    """SIGINT/SIGTERM during training: finish the current iteration, then
-    save and stop. A second signal aborts at once."""
-
-    def __init__(self):
-        self.signum = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except (ValueError, OSError):      # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-        _say(f"\n{PROG}: interrupted: saving a checkpoint after this iteration "
-             "(interrupt again to abort without saving)")
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
-def cmd_train(args):
+def _training_text(args):
+    """(train_text, valid_text, name) from --file and --valid-fraction."""
     if args.file is None:
         corpus, name = textlib.default_corpus(), "the embedded corpus (pydoc_data.topics)"
     else:
         corpus, name = textlib.load_text(args.file), args.file
     train_text, valid_text = textlib.split_text(corpus, args.valid_fraction)
+    return train_text, valid_text, name
 
-    srand = args.srand if args.srand is not None else clock_seed()
-    net = load_net(args.cfg, args.weights, seed=srand, clear=args.clear, **_network_kwargs(args))
-    textlib.check_byte_network(net, args.cfg)
-    if args.max_batches is not None:
-        net.max_batches = args.max_batches
-    if args.clear:
-        net.seen = 0
-    check = getattr(net, "_check_trainable", None)     # batch norm over 1 stream (Q7)
-    if check is not None:
-        check()
+
+def _check_length(net, args, train_text, valid_text, name):
     need = net.streams * net.time_steps + 1
     if len(train_text) < need:
         held = (f", after holding back {args.valid_fraction:g} for validation"
@@ -288,71 +235,69 @@ def cmd_train(args):
         raise textlib.TextError(
             f"the training text ({len(train_text)} bytes of {name}{held}) is shorter than one "
             f"batch: {net.streams} streams x {net.time_steps} steps + 1 = {need} bytes")
-    rng = getattr(net, "rng", None) or textlib.new_rng(srand)[0]
-    batcher = textlib.CharBatcher(train_text, net.streams, net.time_steps, rng)
 
+
+def cmd_train(args):
+    train_text, valid_text, name = _training_text(args)
+    srand = args.srand if args.srand is not None else clock_seed()
+    net = load_net(args.cfg, args.weights, seed=srand, **_network_kwargs(args))
+    textlib.check_byte_network(net, args.cfg)
+    if args.max_batches is not None:
+        net.max_batches = args.max_batches
     base = cfg_base(args.cfg)
-    os.makedirs(args.out, exist_ok=True)
-    ckpt = lambda suffix: os.path.join(args.out, base + suffix)   # noqa: E731
-    csv_path = ckpt(".loss.csv")
-    png_path = ckpt(".loss.png")
-    start_batch = net.current_batch()
-    _say(f"{base}: {net.streams} streams x {net.time_steps} steps; {name}: "
-         f"{len(train_text)} training bytes, {len(valid_text)} validation bytes; "
-         f"batch {start_batch} of {net.max_batches}; srand {srand}; writing to {args.out}")
-
+    path_for = darknet_paths(args.out, base)
+    csv_path, png_path = path_for(".loss.csv"), path_for(".loss.png")
     progress = Progress("none" if args.quiet else args.progress)
-    log = LossLog(csv_path, append=args.weights is not None and not args.clear)
-    last = [None]
 
-    def save(path, why):
-        net.save_weights(path)
-        progress.note(f"saved {path} ({why})")
-
-    def on_step(s):
-        last[0] = s
+    def show(s):
         progress.step(s)
-        log.row(s)
         if s.valid is not None:
             progress.note(f"{s.iteration}: validation {s.valid.bpc:.4f} bpc "
                           f"(perplexity {s.valid.perplexity:.4f}) over {s.valid.count} bytes; "
                           f"training avg {s.avg_loss / math.log(2):.4f} bpc")
-        if args.keep_every and s.iteration % args.keep_every == 0:
-            save(ckpt(f"_{s.iteration}.weights"), f"iteration {s.iteration}")
-        if args.save_every and s.iteration % args.save_every == 0:
-            save(ckpt(".backup"), f"iteration {s.iteration}")
-        if args.plot and args.save_every and s.iteration % args.save_every == 0:
-            plot_loss_log(csv_path, png_path, title=base)
-        return stop.signum is not None
 
+    def on_save(path, s, kind):
+        progress.note(f"saved {path} (iteration {s.iteration})")
+        if kind == "backup" and args.plot:
+            plot_loss_log(csv_path, png_path, title=base)
+
+    def on_signal(signum):
+        _say(f"\n{PROG}: {INTERRUPT_NOTE}")
+
+    check = getattr(net, "_check_trainable", None)     # batch norm over 1 stream (Q7)
+    if check is not None:
+        check()
+    _check_length(net, args, train_text, valid_text, name)
+    rng = getattr(net, "rng", None) or textlib.new_rng(srand)[0]
+    source = CharSource(textlib.CharBatcher(train_text, net.streams, net.time_steps, rng))
+    hooks = (validation_hook(net, valid_text, args.valid_every, args.valid_max_bytes), show)
+    # The run decides what --clear means (seen = 0 now, a fresh loss log); the
+    # weights are loaded as they are.
+    run = TrainingRun(net, source, path_for=path_for, save_every=args.save_every,
+                      keep_every=args.keep_every, make_step=source.make_step, hooks=hooks,
+                      resumed=args.weights is not None, clear=args.clear, log_path=csv_path,
+                      log_columns=LOG_COLUMNS, on_save=on_save, on_signal=on_signal)
+
+    os.makedirs(args.out, exist_ok=True)
+    _say(f"{base}: {net.streams} streams x {net.time_steps} steps; {name}: "
+         f"{len(train_text)} training bytes, {len(valid_text)} validation bytes; "
+         f"batch {net.current_batch()} of {net.max_batches}; srand {srand}; writing to {args.out}")
     try:
-        with _StopFlag() as stop:
-            try:
-                textlib.train(net, train_text, batcher=batcher, valid_text=valid_text,
-                              valid_every=args.valid_every, valid_max_bytes=args.valid_max_bytes,
-                              callback=on_step)
-            except KeyboardInterrupt:
-                progress.close()
-                _say(f"{PROG}: aborted without saving")
-                return EXIT_INTERRUPT
-            progress.close()
-            s = last[0]
-            if stop.signum is not None:
-                path = ckpt(".backup")
-                net.save_weights(path)
-                _say(f"{PROG}: stopped at iteration {s.iteration if s else '-'} "
-                     f"(batch {net.current_batch()} of {net.max_batches}); saved {path}; "
-                     f"resume with: {PROG} train {args.cfg} {path} --out {args.out}"
-                     + (f" --file {args.file}" if args.file is not None else ""))
-                code = EXIT_INTERRUPT if stop.signum == signal.SIGINT else 128 + stop.signum
-            else:
-                path = ckpt("_final.weights")
-                net.save_weights(path)
-                done = "" if s is not None else " (max_batches already reached; nothing trained)"
-                _say(f"saved {path}{done}")
-                code = 0
+        result = run.run()
     finally:
-        log.close()
+        progress.close()
+    s = result.last
+    if result.aborted:
+        _say(f"{PROG}: aborted without saving")
+        return result.exit_status
+    if result.signum is not None:
+        _say(f"{PROG}: stopped at iteration {s.iteration if s else '-'} "
+             f"(batch {net.current_batch()} of {net.max_batches}); saved {result.saved}; "
+             f"resume with: {PROG} train {args.cfg} {result.saved} --out {args.out}"
+             + (f" --file {args.file}" if args.file is not None else ""))
+    else:
+        done = "" if s is not None else " (max_batches already reached; nothing trained)"
+        _say(f"saved {result.saved}{done}")
     if s is not None:
         v = f", validation {s.valid.bpc:.4f} bpc" if s.valid is not None else ""
         _say(f"{base}: batch {s.batch_number}, avg loss {s.avg_loss:.4f} "
@@ -360,7 +305,7 @@ def cmd_train(args):
     if args.plot:
         plot_loss_log(csv_path, png_path, title=base)
         _say(f"plot: {png_path}")
-    return code
+    return result.exit_status
 
 
 # --------------------------------------------------------------------------

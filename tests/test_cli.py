@@ -252,6 +252,68 @@ def test_sigint_saves_a_loadable_checkpoint(work, tmp_path):
     assert not (tmp_path / "tiny_final.weights").exists()
 
 
+def test_keep_every_and_save_every(work, tmp_path):
+    p = ok(run("train", work["train_cfg"], "--file", work["corpus"], "--out", tmp_path,
+               "--srand", 3, "--max-batches", 12, "--save-every", 4, "--keep-every", 5,
+               "--valid-every", 0, "--valid-fraction", 0))
+    notes = [l for l in p.stdout.decode().splitlines() if l.startswith("saved ")]
+    backup, keep = tmp_path / "tiny.backup", lambda i: tmp_path / f"tiny_{i}.weights"
+    assert notes == [f"saved {backup} (iteration 4)", f"saved {keep(5)} (iteration 5)",
+                     f"saved {backup} (iteration 8)", f"saved {keep(10)} (iteration 10)",
+                     f"saved {backup} (iteration 12)"]
+    assert weights_seen(keep(5)) == 5 * 32 and weights_seen(keep(10)) == 10 * 32
+    assert weights_seen(backup) == 12 * 32
+    assert backup.read_bytes() == (tmp_path / "tiny_final.weights").read_bytes()
+    assert f"saved {tmp_path / 'tiny_final.weights'}" in p.stderr.decode()
+
+
+def test_resume_appends_the_loss_log_and_clear_starts_a_new_one(work, trained, tmp_path):
+    log = tmp_path / "tiny.loss.csv"
+    log.write_bytes((trained["out"] / "tiny.loss.csv").read_bytes())
+    ok(run("train", work["train_cfg"], trained["weights"], "--file", work["corpus"],
+           "--out", tmp_path, "--srand", 1, "--max-batches", 43, "-q"))
+    rows = log.read_text().splitlines()
+    assert rows[0].startswith("iteration,") and sum(r.startswith("iteration,") for r in rows) == 1
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, 44))
+    ok(run("train", work["train_cfg"], trained["weights"], "--file", work["corpus"],
+           "--out", tmp_path, "--srand", 1, "--max-batches", 2, "--clear", "-q"))
+    rows = log.read_text().splitlines()
+    assert rows[0].startswith("iteration,")
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2]
+    assert weights_seen(tmp_path / "tiny_final.weights") == 2 * 32
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_128_plus_signum(work, tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "darknet_rnn", "train", work["train_cfg"], "--file",
+         work["corpus"], "--out", str(tmp_path), "--srand", "2", "--max-batches", "1000000",
+         "--progress", "lines", "--save-every", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        seen_lines = 0
+        deadline = time.time() + 60
+        while seen_lines < 3 and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen_lines += bool(LOSS_LINE.match(line.decode().strip()))
+        assert seen_lines == 3
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    err = err.decode()
+    assert "Traceback" not in err
+    m = re.search(r"stopped at iteration (\d+) .*saved (\S+);", err)
+    assert m and m.group(2) == str(tmp_path / "tiny.backup")
+    assert weights_seen(tmp_path / "tiny.backup") == int(m.group(1)) * 32
+    assert not (tmp_path / "tiny_final.weights").exists()
+
+
 # --------------------------------------------------------------------------
 # generate
 

@@ -464,3 +464,18 @@ def test_train_real_network_reduces_loss(tmp_path):
     assert len(steps) == 40
     assert all(math.isfinite(s.loss) for s in steps)
     assert steps[-1].avg_loss < steps[0].loss - 1.0
+
+
+# --------------------------------------------------------------------------
+# the facade
+
+def test_text_reexports_the_charrnn_modules():
+    from darknet_rnn.charrnn import batches, corpus, evaluate, loop, sampling
+    assert len(set(T.__all__)) == len(T.__all__)
+    for name in T.__all__:
+        assert hasattr(T, name), name
+    assert T.train is loop.train and T.TrainStep is loop.TrainStep
+    assert T.CharBatcher is batches.CharBatcher and T.skip_draws is batches.skip_draws
+    assert T.TextError is corpus.TextError and T.load_text is corpus.load_text
+    assert T.validate is evaluate.validate and T.ValidResult is evaluate.ValidResult
+    assert T.generate is sampling.generate and T.sample_index is sampling.sample_index
