@@ -139,7 +139,7 @@ def _parse_net(sec: _Section, path: str, strict: bool, messages) -> NetOptions:
     if policy == "poly" and n.max_batches == 0:
         _warn(messages, r.where("max_batches"),
               "policy=poly with max_batches=0: the learning rate is infinite (or NaN at "
-              "batch 0), as in Darknet (quirk Q17)")
+              "batch 0), as in Darknet")
     return n
 
 

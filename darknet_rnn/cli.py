@@ -264,9 +264,7 @@ def cmd_train(args):
     def on_signal(signum):
         _say(f"\n{PROG}: {INTERRUPT_NOTE}")
 
-    check = getattr(net, "_check_trainable", None)     # batch norm over 1 stream (Q7)
-    if check is not None:
-        check()
+    net.check_trainable()           # e.g. batch norm over 1 stream: fail before starting
     _check_length(net, args, train_text, valid_text, name)
     rng = getattr(net, "rng", None) or textlib.new_rng(srand)[0]
     source = CharSource(textlib.CharBatcher(train_text, net.streams, net.time_steps, rng))
@@ -435,7 +433,7 @@ def build_parser():
     t.add_argument("-q", "--quiet", action="store_true", help="same as --progress none")
     t.add_argument("--exact", action="store_true",
                    help="train with exact BPTT/batch-norm gradients instead of Darknet's "
-                        "(SPEC quirks Q2-Q6, Q11); the weights format is the same")
+                        "(README, Compatibility); the weights format is the same")
     common_net(t)
     t.set_defaults(func=cmd_train)
 

@@ -170,8 +170,10 @@ class Network:
                 inp, prev_delta = prev.output, prev.delta
             self.kinds[i].backward(self.layers[i], inp, prev_delta, self.fixes)
 
-    def _check_trainable(self):
-        """Batch norm over one row per call gives NaN in Darknet."""
+    def check_trainable(self):
+        """Raise CfgError (strict) or warn if training this network cannot
+        work as configured (batch norm over one row per call gives NaN in
+        Darknet). train() calls it; callers may call it up front."""
         for k, ls, layer in zip(self.kinds, self.spec.layers, self.layers):
             msg = k.check_trainable(ls, layer)
             if msg is None:
@@ -196,7 +198,7 @@ class Network:
         and every parameter's update buffer (`Param.grad` of params())
         accumulates the negative gradient of the loss, summed over the rows.
         Returns the loss. train() is this plus update() on schedule."""
-        self._check_trainable()
+        self.check_trainable()
         x = self._rows(x, "x", self.inputs)
         y = self._rows(y, "y", self.truths)
         if (self.seen // self.batch) % self.subdivisions == 0:
