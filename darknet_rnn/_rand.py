@@ -56,6 +56,17 @@ class GlibcRandom:
             del r[:len(r) - 34]
         return v >> 1
 
+    def getstate(self):
+        """The generator's state (the last 34 raw values), as uint32 array."""
+        return np.array(self._r[-34:], dtype=np.uint32)
+
+    def setstate(self, state):
+        """Continue from a state returned by getstate()."""
+        st = np.asarray(state)
+        if st.shape != (34,) or not np.issubdtype(st.dtype, np.integer):
+            raise ValueError(f"a GlibcRandom state is 34 integers, got shape {st.shape}")
+        self._r = [int(v) & 0xFFFFFFFF for v in st]
+
     def rand(self):
         """Next value of rand(), in [0, RAND_MAX]."""
         return self._next()

@@ -18,6 +18,7 @@ import numpy as np
 from . import policy
 from ._rand import GlibcRandom, clock_seed
 from .cfg import parse_cfg
+from .checkpoint import load_training_state, save_training_state
 from .errors import CfgError
 from .fixes import FIX_ALL
 from .optim import ClipGradNorm, UpdateArgs, make_optimizer
@@ -278,6 +279,21 @@ class Network:
         network (one per connected weight, drawn even when weights are then
         loaded from a file)."""
         return sum(int(b.weights.size) for e in self._init_entries() for b in e.blocks)
+
+    def state_arrays(self):
+        """Every array of recurrent state carried between calls."""
+        return [a for k, l in zip(self.kinds, self.layers) for a in k.state_arrays(l)]
+
+    def save_training_state(self, path, extra=None):
+        """Write the sidecar that lets a run continue bit for bit (update
+        buffers, optimizer state, rand() stream, carried states); see
+        darknet_rnn.checkpoint."""
+        save_training_state(self, path, extra)
+
+    def load_training_state(self, path):
+        """Restore a sidecar written by save_training_state (after loading the
+        matching weights); returns the program's extra arrays."""
+        return load_training_state(self, path)
 
     def current_batch(self):
         return self.seen // (self.batch * self.subdivisions)

@@ -164,6 +164,11 @@ class LayerType:
     def reset_state(self, layer, streams=None) -> None:
         """Zero the recurrent state (nothing for feed-forward layers)."""
 
+    def state_arrays(self, layer) -> list:
+        """The arrays holding recurrent state carried between calls (saved
+        with a training checkpoint)."""
+        return []
+
     def set_temperature(self, layer, temperature) -> None:
         """Sampling temperature (only softmax has one)."""
 
@@ -266,6 +271,9 @@ class RNN(LayerType):
 
     def reset_state(self, layer, streams=None):
         layer.reset_state()
+
+    def state_arrays(self, layer):
+        return [layer.state]
 
 
 @register

@@ -291,6 +291,37 @@ def _write_array(f, arr) -> None:
     f.write(np.ascontiguousarray(arr, dtype=_F32).tobytes())
 
 
+def atomic_write(path, write) -> None:
+    """Write a file atomically: write(f) fills a temporary file in the same
+    directory, which is flushed, fsynced and renamed over `path`; on any
+    error the temporary file is removed and `path` is untouched."""
+    p = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(p))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(p) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode(p))
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:   # make the rename durable (best effort; not possible on every OS)
+        dfd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
 def _new_file_mode(target: str) -> int:
     try:
         return os.stat(target).st_mode & 0o7777
@@ -332,40 +363,19 @@ def save_weights(path, entries: Sequence[WeightsEntry], seen: int,
             for b in e.blocks:
                 _check_block(e, b)
 
-    d = os.path.dirname(os.path.abspath(p))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(p) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            for e in entries:
-                if e.dontsave:
-                    continue
-                for b in e.blocks:
-                    for name, arr, n in _block_arrays(b, True):
-                        if name == "weights":
-                            w = np.asarray(arr).reshape(int(b.outputs), int(b.inputs))
-                            _write_array(f, w.T if transpose else w)
-                        else:
-                            _write_array(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode(p))
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:   # make the rename durable (best effort; not possible on every OS)
-        dfd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    def write(f):
+        f.write(header)
+        for e in entries:
+            if e.dontsave:
+                continue
+            for b in e.blocks:
+                for name, arr, n in _block_arrays(b, True):
+                    if name == "weights":
+                        w = np.asarray(arr).reshape(int(b.outputs), int(b.inputs))
+                        _write_array(f, w.T if transpose else w)
+                    else:
+                        _write_array(f, arr)
+    atomic_write(p, write)
 
 
 # --------------------------------------------------------------------------
