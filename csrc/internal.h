@@ -9,7 +9,8 @@ void dn_gemm_reference(int TA, int TB, int M, int N, int K, float alpha,
                        const float *A, int lda, const float *B, int ldb,
                        float beta, float *C, int ldc);
 
-/* Fast GEMM for ctx->kernel != DN_KERNEL_REFERENCE (gemm_fast.c).
+/* Fast GEMM for ctx->kernel != DN_KERNEL_REFERENCE (gemm_driver.c; the
+ * kernels behind it are described in gemm_internal.h).
  * Same contract as dn_gemm; uses ctx->work and ctx->threads. */
 int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
                  float alpha, const float *A, int lda, const float *B, int ldb,
