@@ -16,34 +16,36 @@
 #define A2_MR DN_AVX2_MR
 #define A2_NR DN_AVX2_NR
 
-/* 8x8 transpose in ymm registers (unpack, shuffle, 128-bit lane swap). */
-#define DN_TRANSPOSE8(r)                                                       \
-    do {                                                                       \
-        __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);                            \
-        __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);                            \
-        __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);                            \
-        __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);                            \
-        __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);                            \
-        __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);                            \
-        __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);                            \
-        __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);                            \
-        __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));        \
-        __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));        \
-        __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));        \
-        __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));        \
-        __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));        \
-        __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));        \
-        __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));        \
-        __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));        \
-        r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);                           \
-        r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);                           \
-        r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);                           \
-        r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);                           \
-        r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);                           \
-        r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);                           \
-        r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);                           \
-        r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);                           \
-    } while (0)
+/* 8x8 transpose in ymm registers (unpack, shuffle, 128-bit lane swap); r[i]
+ * row i in, column i out. Always inlined so r stays in registers. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void transpose8_avx2(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
 
 /* One group of 8 sliver rows of a "trans" pack, k in [k0, kc): 8 rows x 8 k
  * at a time through an in-register transpose, the k tail by scalars.
@@ -57,7 +59,7 @@ void dn_gemm_trans8_avx2(int R, int nv, int k0, int kc, const float *s,
         __m256 r[8];
         for (int i = 0; i < 8; i++)
             r[i] = i < nv ? _mm256_loadu_ps(s + i * ld + k) : _mm256_setzero_ps();
-        DN_TRANSPOSE8(r);
+        transpose8_avx2(r);
         for (int i = 0; i < 8; i++)
             _mm256_storeu_ps(dst + (long)(k + i) * R, r[i]);
     }

@@ -8,11 +8,11 @@
  *   dots (TB = 1): dot products of op(A)'s rows with B's rows (both
  *                  contiguous in k), reduced horizontally at the end,
  *                  groups of up to 2 rows of C.
- * Each family is one always-inlined worker taking the group size; the
+ * Each family is one always-inlined worker taking the group size; the named
  * wrappers fix it, so the compiler unrolls the row loops and keeps the
- * accumulators in registers. The order of the FMAs (k in order per element,
- * then the k tail) is part of the contract: results are compared bitwise
- * across thread counts.
+ * accumulators in registers, while a debugger can still step through one
+ * body. The order of the FMAs (k in order per element, then the k tail) is
+ * part of the contract: results are compared bitwise across thread counts.
  */
 #include <string.h>
 
@@ -97,17 +97,37 @@ static inline void rows_avx2(int MRS, int n, int K, float alpha,
 }
 
 
-#define DN_ROWS_AVX2(NAME, MRS)                                                \
-DN_TARGET_AVX2                                                                 \
-void NAME(int n, int K, float alpha, const float *a, long a_rs, long a_ks,     \
-          const float *B, long ldb, float beta, float *C, long ldc)            \
-{                                                                              \
-    rows_avx2(MRS, n, K, alpha, a, a_rs, a_ks, B, ldb, beta, C, ldc);          \
+DN_TARGET_AVX2
+void dn_gemm_rows1_avx2(int n, int K, float alpha, const float *a, long a_rs,
+                        long a_ks, const float *B, long ldb, float beta, float *C,
+                        long ldc)
+{
+    rows_avx2(1, n, K, alpha, a, a_rs, a_ks, B, ldb, beta, C, ldc);
 }
-DN_ROWS_AVX2(dn_gemm_rows1_avx2, 1)
-DN_ROWS_AVX2(dn_gemm_rows2_avx2, 2)
-DN_ROWS_AVX2(dn_gemm_rows3_avx2, 3)
-DN_ROWS_AVX2(dn_gemm_rows4_avx2, 4)
+
+DN_TARGET_AVX2
+void dn_gemm_rows2_avx2(int n, int K, float alpha, const float *a, long a_rs,
+                        long a_ks, const float *B, long ldb, float beta, float *C,
+                        long ldc)
+{
+    rows_avx2(2, n, K, alpha, a, a_rs, a_ks, B, ldb, beta, C, ldc);
+}
+
+DN_TARGET_AVX2
+void dn_gemm_rows3_avx2(int n, int K, float alpha, const float *a, long a_rs,
+                        long a_ks, const float *B, long ldb, float beta, float *C,
+                        long ldc)
+{
+    rows_avx2(3, n, K, alpha, a, a_rs, a_ks, B, ldb, beta, C, ldc);
+}
+
+DN_TARGET_AVX2
+void dn_gemm_rows4_avx2(int n, int K, float alpha, const float *a, long a_rs,
+                        long a_ks, const float *B, long ldb, float beta, float *C,
+                        long ldc)
+{
+    rows_avx2(4, n, K, alpha, a, a_rs, a_ks, B, ldb, beta, C, ldc);
+}
 
 __attribute__((target("avx2,fma")))
 static inline float hsum_avx(__m256 v)
@@ -162,14 +182,18 @@ static inline void dots_avx2(int MRS, int n, int K, float alpha,
     }
 }
 
-#define DN_DOTS_AVX2(NAME, MRS)                                                \
-DN_TARGET_AVX2                                                                 \
-void NAME(int n, int K, float alpha, const float *A, long lda,                 \
-          const float *B, long ldb, float beta, float *C, long ldc)            \
-{                                                                              \
-    dots_avx2(MRS, n, K, alpha, A, lda, B, ldb, beta, C, ldc);                 \
+DN_TARGET_AVX2
+void dn_gemm_dots1_avx2(int n, int K, float alpha, const float *A, long lda,
+                        const float *B, long ldb, float beta, float *C, long ldc)
+{
+    dots_avx2(1, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-DN_DOTS_AVX2(dn_gemm_dots1_avx2, 1)
-DN_DOTS_AVX2(dn_gemm_dots2_avx2, 2)
+
+DN_TARGET_AVX2
+void dn_gemm_dots2_avx2(int n, int K, float alpha, const float *A, long lda,
+                        const float *B, long ldb, float beta, float *C, long ldc)
+{
+    dots_avx2(2, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 #endif /* DN_X86 */
