@@ -51,4 +51,11 @@ void dn_batchnorm_backward(const dn_connected *l, int step, int stats_step, int 
 int dn_check_connected(const dn_connected *l, int step);
 int dn_connected_forward_post(const dn_connected *l, int step, int train);
 int dn_connected_backward_pre(const dn_connected *l, int step, int stats_step, int fixes);
+
+/* The batched training path of the [rnn] layer (rnn_fast.c): same contract
+ * as dn_rnn_forward with train = 1 and dn_rnn_backward, for a layer rnn.c
+ * has checked and a kernel other than REFERENCE. */
+int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input);
+int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
+                         float *prev_delta);
 #endif
