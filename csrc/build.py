@@ -4,16 +4,12 @@ setup.py names `csrc/build.py:ffibuilder` in `cffi_modules`; `pip install .`
 compiles every csrc/*.c into the extension. The cdef is darknet_rnn.h with
 preprocessor lines removed, so the header stays the single source of truth.
 
-Flags: -O3 without fast-math and with -ffp-contract=off: every float and
-double operation rounds as written (no FMA contraction, no reassociation, so
-reductions keep their order), which is what makes the reference kernels
-round exactly as Darknet built with -O2 does (SPEC section 12); -O3 only
-adds vectorisation of elementwise loops, which does not change results.
--fno-trapping-math lets GCC evaluate both sides of a select (e.g. leaky's
-x > 0 ? x : 0.1*x) so such loops vectorise; it only gives up FP traps and
-exception flags, never a value (tests/test_goldens.py checks bit for bit). SIMD
-kernels are enabled per function with target attributes, never -march=native.
+Flags and the source list come from csrc/flags.py, which the test harnesses
+that compile C use as well; why the flags are what they are is written
+there. csrc/ is not a package and cffi runs this file with exec, so
+flags.py is loaded by path.
 """
+import importlib.util
 import os
 import pathlib
 
@@ -22,8 +18,16 @@ import cffi
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-CFLAGS = ["-O3", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math",
-          "-fno-strict-aliasing", "-Wall", "-Wno-unused-function"]
+
+def _load_flags():
+    spec = importlib.util.spec_from_file_location("darknet_rnn_csrc_flags", HERE / "flags.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+flags = _load_flags()
+CFLAGS = flags.CFLAGS
 
 
 def cdef_text():
@@ -33,7 +37,7 @@ def cdef_text():
 
 def sources():
     # setuptools wants paths relative to setup.py
-    return sorted(os.path.relpath(p, ROOT) for p in HERE.glob("*.c"))
+    return [os.path.relpath(p, ROOT) for p in flags.sources()]
 
 
 ffibuilder = cffi.FFI()
@@ -43,10 +47,11 @@ ffibuilder.set_source(
     '#include "darknet_rnn.h"\n',
     sources=sources(),
     include_dirs=[os.path.relpath(HERE, ROOT)],
-    extra_compile_args=CFLAGS + ["-pthread"],
+    extra_compile_args=CFLAGS + flags.THREAD_FLAGS,
+    # reported by dn_build_flags() (blas.c): the flags that decide the results
     define_macros=[("DN_CFLAGS", '"' + " ".join(CFLAGS) + '"')],
-    extra_link_args=["-pthread"],
-    libraries=["m"],
+    extra_link_args=flags.THREAD_FLAGS,
+    libraries=flags.LIBS,
 )
 
 if __name__ == "__main__":

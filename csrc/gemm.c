@@ -6,7 +6,7 @@
  *           a_part*B(k,j) is added directly into C(i,j), k in order;
  *   NT, TT: a float accumulator starts at 0, adds alpha*A(i,k)*B(k,j) for
  *           k in order, and is then added into C(i,j).
- * Other kernels go to dn_gemm_fast (gemm_fast.c); they differ in rounding.
+ * Other kernels go to dn_gemm_fast (gemm_driver.c); they differ in rounding.
  */
 #include "internal.h"
 

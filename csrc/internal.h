@@ -9,7 +9,8 @@ void dn_gemm_reference(int TA, int TB, int M, int N, int K, float alpha,
                        const float *A, int lda, const float *B, int ldb,
                        float beta, float *C, int ldc);
 
-/* Fast GEMM for ctx->kernel != DN_KERNEL_REFERENCE (gemm_fast.c).
+/* Fast GEMM for ctx->kernel != DN_KERNEL_REFERENCE (gemm_driver.c; the
+ * kernels behind it are described in gemm_internal.h).
  * Same contract as dn_gemm; uses ctx->work and ctx->threads. */
 int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
                  float alpha, const float *A, int lda, const float *B, int ldb,
@@ -50,4 +51,11 @@ void dn_batchnorm_backward(const dn_connected *l, int step, int stats_step, int 
 int dn_check_connected(const dn_connected *l, int step);
 int dn_connected_forward_post(const dn_connected *l, int step, int train);
 int dn_connected_backward_pre(const dn_connected *l, int step, int stats_step, int fixes);
+
+/* The batched training path of the [rnn] layer (rnn_fast.c): same contract
+ * as dn_rnn_forward with train = 1 and dn_rnn_backward, for a layer rnn.c
+ * has checked and a kernel other than REFERENCE. */
+int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input);
+int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
+                         float *prev_delta);
 #endif

@@ -3,6 +3,7 @@ shapes, alpha/beta (beta=0 must ignore NaN in C), leading dimensions, thread
 counts - against a float64 product. The C harness (tests/c/gemm_check.c)
 covers ~2000 cases; the Python part checks the same through cffi, i.e. the
 path the layers use."""
+import importlib.util
 import pathlib
 import shutil
 import subprocess
@@ -17,14 +18,25 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 KERNELS = _ffi.available_kernels()
 
 
+def load_flags():
+    """csrc/flags.py: the extension's flags and source list (loaded by path)."""
+    spec = importlib.util.spec_from_file_location("darknet_rnn_csrc_flags",
+                                                  ROOT / "csrc" / "flags.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_c_harness_all_kernels(tmp_path):
     cc = shutil.which("gcc") or shutil.which("cc")
     assert cc, "a C compiler is required to build the GEMM harness"
     exe = tmp_path / "gemm_check"
-    cmd = [cc, "-O2", "-std=c99", "-ffp-contract=off", "-pthread", f"-I{ROOT / 'csrc'}",
-           str(ROOT / "tests" / "c" / "gemm_check.c"), str(ROOT / "csrc" / "gemm_fast.c"),
-           str(ROOT / "csrc" / "pool.c"),
-           str(ROOT / "csrc" / "gemm.c"), "-o", str(exe), "-lm"]
+    # the extension's flags and all its sources, so the harness checks the
+    # very code the layers run (and picks up new files)
+    flags = load_flags()
+    cmd = [cc, *flags.CFLAGS, *flags.THREAD_FLAGS, f"-I{ROOT / 'csrc'}",
+           str(ROOT / "tests" / "c" / "gemm_check.c"), *flags.sources(), "-o", str(exe),
+           *flags.link_flags()]
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)

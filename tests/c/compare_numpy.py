@@ -1,7 +1,8 @@
 """Time dn_gemm_fast against numpy.matmul (OpenBLAS) on the RNN's GEMM shapes.
 
-Not a test (no assertions): a developer tool. It compiles csrc/gemm_fast.c
-with the project's flags into a shared library under a temporary directory,
+Not a test (no assertions): a developer tool. It compiles the extension's C
+sources with the extension's flags (both from csrc/flags.py) into a shared
+library under a temporary directory,
 calls it through ctypes, and prints GFLOP/s per shape and transpose case,
 numpy first, then each fast kernel, with the ratio kernel/numpy.
 
@@ -15,6 +16,7 @@ the kernel, and each number is the median of --reps timed batches.
 """
 import argparse
 import ctypes
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -24,8 +26,6 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
-CFLAGS = ["-O2", "-std=c99", "-ffp-contract=off", "-fno-fast-math",
-          "-fno-strict-aliasing", "-pthread", "-fPIC", "-shared"]
 KERNELS = {"portable": 1, "avx2": 2, "avx512": 3}
 SHAPES = [(32, 256, 256), (32, 512, 512), (2048, 256, 256), (2048, 512, 512),
           (2048, 256, 512), (2048, 512, 256), (1024, 1024, 1024),
@@ -33,12 +33,13 @@ SHAPES = [(32, 256, 256), (32, 512, 512), (2048, 256, 256), (2048, 512, 512),
           (1024, 1024, 32)]
 CASES = [(0, 0), (0, 1), (1, 0), (1, 1)]
 
-# A stub reference so the library links without csrc/gemm.c.
-STUB = """
-void dn_gemm_reference(int TA, int TB, int M, int N, int K, float alpha,
-                       const float *A, int lda, const float *B, int ldb,
-                       float beta, float *C, int ldc) {}
-"""
+
+def load_flags():
+    """csrc/flags.py: the extension's flags and source list (loaded by path)."""
+    spec = importlib.util.spec_from_file_location("darknet_rnn_csrc_flags", CSRC / "flags.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 class Ctx(ctypes.Structure):
@@ -48,12 +49,11 @@ class Ctx(ctypes.Structure):
 
 
 def build(tmp):
-    stub = pathlib.Path(tmp) / "stub.c"
-    stub.write_text(STUB)
-    lib = pathlib.Path(tmp) / "libgemm_fast.so"
-    subprocess.check_call(["gcc", *CFLAGS, "-I", str(CSRC),
-                           str(CSRC / "gemm_fast.c"), str(CSRC / "pool.c"), str(stub),
-                           "-o", str(lib)])
+    flags = load_flags()
+    lib = pathlib.Path(tmp) / "libdarknet_rnn_c.so"
+    subprocess.check_call(["gcc", *flags.CFLAGS, *flags.THREAD_FLAGS, "-fPIC", "-shared",
+                           "-I", str(CSRC), *flags.sources(), "-o", str(lib),
+                           *flags.link_flags()])
     return ctypes.CDLL(str(lib))
 
 

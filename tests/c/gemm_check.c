@@ -1,10 +1,13 @@
-/* gemm_check.c - standalone check and benchmark of csrc/gemm_fast.c.
+/* gemm_check.c - standalone check and benchmark of the fast GEMM
+ * (dn_gemm_fast, csrc/gemm_*.c).
  *
- * Build (from the repo root):
- *   gcc -O2 -std=c99 -ffp-contract=off -pthread -Icsrc \
- *       tests/c/gemm_check.c csrc/gemm_fast.c -lm -o /tmp/gemm_check
- * (csrc/gemm.c may be linked as well: the naive dn_gemm_reference below is
- * weak and yields to the real one.)
+ * Build (from the repo root) as tests/test_gemm.py does, with the
+ * extension's flags and every one of its sources, both from csrc/flags.py:
+ *   F=$(python3 -c 'import runpy; print(*runpy.run_path("csrc/flags.py")["CFLAGS"])')
+ *   S=$(python3 -c 'import runpy; print(*runpy.run_path("csrc/flags.py")["sources"]())')
+ *   gcc $F -pthread -Icsrc tests/c/gemm_check.c $S -lm -o /tmp/gemm_check
+ * (the naive dn_gemm_reference below is weak and yields to csrc/gemm.c's,
+ * so the harness also links with only the gemm_*.c and pool.c sources.)
  *
  *   gemm_check                   check every available fast kernel; exit 0
  *                                when all pass, 1 on any mismatch
@@ -30,8 +33,8 @@
 
 #include "internal.h"
 
-/* Naive stand-in so the harness links without csrc/gemm.c (gemm_fast.c does
- * not call it; it is here to satisfy internal.h's contract). */
+/* Naive stand-in so the harness links without csrc/gemm.c (the fast GEMM
+ * does not call it; it is here to satisfy internal.h's contract). */
 __attribute__((weak))
 void dn_gemm_reference(int TA, int TB, int M, int N, int K, float alpha,
                        const float *A, int lda, const float *B, int ldb,
