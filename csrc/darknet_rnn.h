@@ -116,6 +116,13 @@ typedef struct dn_rnn {
     dn_connected output_layer;  /* outputs -> outputs */
     float *state;            /* (steps+1, batch, outputs); block 0 is h_0 */
     float *scratch;          /* (batch, outputs) backward scratch */
+    /* Stateful training (truncated BPTT): a training forward starts from
+     * `carry` instead of zero and leaves its last state there. */
+    int stateful;            /* 0/1 */
+    float *carry;            /* (batch, outputs); NULL unless stateful */
+    /* Optional: the backward writes the L2 norm (over streams and units) of
+     * the delta reaching each step's state, -dL/dh_{t+1}, at index t. */
+    float *grad_norms;       /* (steps) or NULL */
 } dn_rnn;
 
 /* [softmax] */

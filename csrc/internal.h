@@ -36,6 +36,13 @@ int dn_valid_activation(int a);
 #define DN_CLONES
 #endif
 
+/* [rnn] pieces shared by rnn.c and rnn_fast.c: the training forward's h_0
+ * (zero, or the carried state) and end (keep the last state), and the
+ * gradient-norm record of one step's state delta. */
+void dn_rnn_train_begin(const dn_rnn *l);
+void dn_rnn_train_end(const dn_rnn *l);
+void dn_rnn_record_norm(const dn_rnn *l, int t, const float *dS_t);
+
 /* Row block `step` of a (steps*batch, width) buffer. */
 static inline float *dn_rows(float *base, int step, int batch, int width)
 {

@@ -7,7 +7,9 @@
  *
  * state is (steps+1, batch, outputs): training writes h_1..h_T into blocks
  * 1..T after zeroing h_0 (upstream allocates one block only, Q1); inference
- * reads and overwrites block 0, so the state carries across calls.
+ * reads and overwrites block 0, so the state carries across calls. With
+ * l->stateful (an extension: truncated BPTT) a training forward starts from
+ * l->carry and leaves h_T there; no gradient crosses the boundary.
  *
  * The backward reproduces Darknet's CPU backward, whose departures from the
  * true gradient are the named steps Q2..Q5 below; each has a DN_FIX_* bit
@@ -17,19 +19,48 @@
  * one place, batched(); this file keeps Darknet's step-by-step form, which
  * the REFERENCE kernel and inference use.
  */
+#include <math.h>
+
 #include "internal.h"
 
 static int check_rnn(const dn_rnn *l)
 {
     if (!l || l->batch < 1 || l->steps < 1 || l->inputs < 1 || l->outputs < 1)
         return DN_ERR_ARG;
-    if (!l->state || !l->scratch) return DN_ERR_ARG;
+    if (!l->state || !l->scratch || (l->stateful && !l->carry)) return DN_ERR_ARG;
     const dn_connected *s[3] = {&l->input_layer, &l->self_layer, &l->output_layer};
     for (int i = 0; i < 3; ++i)
         if (s[i]->batch != l->batch || s[i]->steps != l->steps ||
             s[i]->outputs != l->outputs || s[i]->inputs != (i == 0 ? l->inputs : l->outputs))
             return DN_ERR_ARG;
     return DN_OK;
+}
+
+void dn_rnn_train_begin(const dn_rnn *l)
+{
+    const long bh = (long)l->batch * l->outputs;
+    if (l->stateful)
+        for (long i = 0; i < bh; ++i) l->state[i] = l->carry[i];
+    else
+        dn_fill(bh, 0, l->state, 1);
+}
+
+void dn_rnn_train_end(const dn_rnn *l)
+{
+    const long bh = (long)l->batch * l->outputs;
+    if (l->stateful) {
+        const float *last = l->state + (long)l->steps * bh;
+        for (long i = 0; i < bh; ++i) l->carry[i] = last[i];
+    }
+}
+
+void dn_rnn_record_norm(const dn_rnn *l, int t, const float *dS_t)
+{
+    if (!l->grad_norms) return;
+    const long bh = (long)l->batch * l->outputs;
+    double s = 0;
+    for (long i = 0; i < bh; ++i) s += (double)dS_t[i] * dS_t[i];
+    l->grad_norms[t] = (float)sqrt(s);
 }
 
 /* Batched path or step by step? The batched path reorders the GEMMs'
@@ -53,7 +84,7 @@ int dn_rnn_forward(const dn_ctx *ctx, const dn_rnn *l, const float *input, int t
     dn_fill(T * bh, 0, l->output_layer.delta, 1);
     dn_fill(T * bh, 0, l->self_layer.delta, 1);
     dn_fill(T * bh, 0, l->input_layer.delta, 1);
-    if (train) dn_fill(bh, 0, l->state, 1);
+    if (train) dn_rnn_train_begin(l);
 
     for (int t = 0; t < T; ++t) {
         const float *x = input + (long)t * B * l->inputs;     /* (B, inputs) */
@@ -70,6 +101,7 @@ int dn_rnn_forward(const dn_ctx *ctx, const dn_rnn *l, const float *input, int t
         dn_axpy(bh, 1, dn_rows(l->self_layer.output, t, B, H), 1, h_next, 1);
         if ((st = dn_connected_forward(ctx, &l->output_layer, t, h_next, train))) return st;
     }
+    if (train) dn_rnn_train_end(l);
     return DN_OK;
 }
 
@@ -106,6 +138,7 @@ int dn_rnn_backward(const dn_ctx *ctx, const dn_rnn *l, const float *input,
         /* 2. output layer; its input delta dL/dh_{t+1} lands in dS_t. */
         if ((st = dn_connected_backward(ctx, &l->output_layer, t, stats, bn_fix, h_next, dS_t)))
             return st;
+        dn_rnn_record_norm(l, t, dS_t);      /* dS_t = -dL/dh_{t+1} is complete here */
         /* Keep the raw dL/dh_{t+1} for the exact variants of steps 4 and 5. */
         if (fixes & (DN_FIX_COPY_BEFORE_SCALE | DN_FIX_SHORTCUT_CARRY))
             dn_copy(bh, dS_t, 1, l->scratch, 1);

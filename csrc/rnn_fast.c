@@ -11,7 +11,8 @@
  * REFERENCE kernel never comes here.
  *
  * Same buffers and layout as rnn.c: state (steps+1, batch, outputs) with
- * h_0 zeroed by the forward, sublayer outputs/deltas (steps*batch, outputs).
+ * h_0 zeroed (or the carried state) by the forward, sublayer outputs/deltas
+ * (steps*batch, outputs).
  * Nothing is allocated; l->scratch (one step) is the only temporary.
  */
 #include "internal.h"
@@ -26,7 +27,7 @@ int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
     dn_fill(T * bh, 0, out->delta, 1);
     dn_fill(T * bh, 0, self->delta, 1);
     dn_fill(T * bh, 0, in->delta, 1);
-    dn_fill(bh, 0, l->state, 1);
+    dn_rnn_train_begin(l);
 
     /* a = f(x W_in^T + b_in) for all steps: (T*B, H) */
     if ((st = dn_gemm(ctx, 0, 1, tb, H, I, 1, input, I, in->weights, I, 0, in->output, H)))
@@ -54,6 +55,7 @@ int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
         return st;
     for (int t = 0; t < T; ++t)
         if ((st = dn_connected_forward_post(out, t, 1))) return st;
+    dn_rnn_train_end(l);
     return DN_OK;
 }
 
@@ -78,6 +80,7 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     for (int t = T - 1; t >= 0; --t) {
         float *dS_t = dn_rows(self->delta, t, B, H);
         float *dS_prev = t > 0 ? dn_rows(self->delta, t - 1, B, H) : NULL;
+        dn_rnn_record_norm(l, t, dS_t);      /* complete: output at t, carries from t+1 */
         if (fixes & (DN_FIX_COPY_BEFORE_SCALE | DN_FIX_SHORTCUT_CARRY))
             dn_copy(bh, dS_t, 1, l->scratch, 1);
         if ((st = dn_connected_backward_pre(self, t, STATS(t), bn_fix))) return st;

@@ -33,6 +33,25 @@ def check_array(name, a, rows, cols, dtype=np.float32, writable=False):
     return a.reshape(rows, cols)
 
 
+def stream_indices(streams, batch):
+    """Validate a stream list for reset_state: None (all) or ints in [0, batch)."""
+    if streams is None:
+        return slice(None)
+    idx = [check_int("streams", s, minimum=0) for s in np.atleast_1d(np.asarray(streams, dtype=object))]
+    bad = [s for s in idx if s >= batch]
+    if bad:
+        raise ValueError(f"streams: {bad[0]} is out of range for {batch} streams")
+    return idx
+
+
+def reset_streams(layer, streams=None):
+    """Zero a recurrent layer's state blocks and training carry for the
+    given streams (None: all): state is (steps+1, batch, H), carry (batch, H)."""
+    idx = stream_indices(streams, layer.batch)
+    layer.state[:, idx] = 0
+    layer.carry[idx] = 0
+
+
 class Buffer:
     """A layer array: reading gives the array; assigning copies into it
     (shape-checked), so views handed out earlier - and, for the native

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _ffi
 from ._ffi import check, ffi, fptr, lib
-from ._checks import Buffer as _Buffer, check_array as _check_array, check_int
+from ._checks import Buffer as _Buffer, check_array as _check_array, check_int, reset_streams
 from .activations import ACTIVATIONS, activation_index
 from .fixes import FIX_ALL, FIX_BN_GRADIENT  # noqa: F401  (re-exported)
 from .optim import UpdateArgs, block_params, sgd_update_native
@@ -159,7 +159,7 @@ class RNNLayer:
     state = _Buffer()
 
     def __init__(self, batch, inputs, outputs, steps, activation="logistic",
-                 batch_normalize=False, shortcut=False, fixes=0, ctx=None):
+                 batch_normalize=False, shortcut=False, fixes=0, ctx=None, stateful=False):
         self.batch = positive_int(batch, "batch")
         self.inputs = positive_int(inputs, "inputs")
         self.outputs = positive_int(outputs, "outputs")
@@ -183,8 +183,32 @@ class RNNLayer:
                                            _struct=ffi.addressof(c[0], "output_layer"), **kw)
         self._state = np.zeros((self.steps + 1, self.batch, self.outputs), dtype=np.float32)
         self._scratch = np.zeros((self.batch, self.outputs), dtype=np.float32)
+        self._carry = np.zeros((self.batch, self.outputs), dtype=np.float32)
+        self._grad_norms = np.zeros(self.steps, dtype=np.float32)
         c.state = fptr(self._state)
         c.scratch = fptr(self._scratch)
+        c.carry = fptr(self._carry)
+        c.stateful = int(bool(stateful))
+        self.record_grad_norms = False
+
+    stateful = property(lambda self: bool(self._c.stateful),
+                        doc="Training starts from the state the previous call ended with.")
+
+    @stateful.setter
+    def stateful(self, value):
+        self._c.stateful = int(bool(value))
+
+    @property
+    def record_grad_norms(self):
+        """When true, backward records grad_norms (see there)."""
+        return self._c.grad_norms != ffi.NULL
+
+    @record_grad_norms.setter
+    def record_grad_norms(self, value):
+        self._c.grad_norms = fptr(self._grad_norms) if value else ffi.NULL
+
+    carry = _Buffer()              # (batch, outputs) state carried between training calls
+    grad_norms = _Buffer()         # (steps,) |delta reaching h_{t+1}| of the last backward
 
     @property
     def fixes(self):
@@ -230,9 +254,10 @@ class RNNLayer:
         params = [p for layer in self.sublayers for p in block_params(layer)]
         sgd_update_native(params, UpdateArgs(learning_rate, momentum, decay, batch))
 
-    def reset_state(self):
-        """Zero the recurrent state (Darknet has no CPU reset, Q21)."""
-        self._state[...] = 0
+    def reset_state(self, streams=None):
+        """Zero the recurrent state (and the training carry) of every stream,
+        or only of the listed streams (Darknet has no CPU reset)."""
+        reset_streams(self, streams)
 
     def __repr__(self):
         extra = ", batch_normalize=True" if self.batch_normalize else ""

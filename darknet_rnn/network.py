@@ -31,7 +31,7 @@ class Network:
 
     def __init__(self, spec, *, seed=None, strict=True, exact=False, backend="native",
                  kernel=None, threads=None, dtype=np.float32, optimizer=None,
-                 clip_norm=None):
+                 clip_norm=None, stateful=False):
         self.spec = spec
         self.cfg_path = spec.path
         opts = spec.net
@@ -69,7 +69,9 @@ class Network:
         self.ctx = ctx
         build = BuildContext(backend=backend, module=backend_module(backend),
                              streams=self.streams, time_steps=self.time_steps,
-                             fixes=self.fixes, ctx=ctx, dtype=self.dtype)
+                             fixes=self.fixes, ctx=ctx, dtype=self.dtype,
+                             stateful=bool(stateful))
+        self.stateful = bool(stateful)
         # the registry entry of each layer: every per-type decision goes through it
         self.kinds = [layer_type(ls.type) for ls in spec.layers]
         self.layers = [k.build(ls, build) for k, ls in zip(self.kinds, spec.layers)]
@@ -264,10 +266,28 @@ class Network:
         """The last forward's network output, (time_steps*streams, outputs) (a copy)."""
         return self.layers[self._out_index].output.copy()
 
-    def reset_state(self):
-        """Zero every [rnn] state (Darknet has no CPU reset, Q21)."""
+    def reset_state(self, streams=None):
+        """Zero the recurrent state of every stream, or only of the listed
+        stream indices (Darknet has no CPU reset). With stateful=True this
+        also clears what the next training call starts from."""
         for k, layer in zip(self.kinds, self.layers):
-            k.reset_state(layer)
+            k.reset_state(layer, streams)
+
+    def record_grad_norms(self, on=True):
+        """Record, at every backward, the norm of the gradient reaching each
+        time step's recurrent state (see grad_norms())."""
+        self._grad_layers = [i for i, (k, l) in enumerate(zip(self.kinds, self.layers))
+                             if k.record_grad_norms(l, on)] if on else []
+        if not on:
+            for k, l in zip(self.kinds, self.layers):
+                k.record_grad_norms(l, False)
+
+    def grad_norms(self):
+        """{layer index: (time_steps,) float32} after a recorded backward:
+        the L2 norm, over streams and units, of the delta reaching state
+        h_{t+1} (what Darknet's backward propagates, -dL/dh with
+        exact=True). Small values at early t are vanishing gradients."""
+        return {i: self.layers[i].grad_norms.copy() for i in getattr(self, "_grad_layers", [])}
 
     def set_temperature(self, temperature):
         """Set every [softmax] layer's temperature (as `darknet rnn generate`)."""
@@ -309,7 +329,7 @@ class Network:
 
 def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=False,
                  backend="native", kernel=None, threads=None, clear=False, streams=None,
-                 dtype=np.float32, optimizer=None, clip_norm=None):
+                 dtype=np.float32, optimizer=None, clip_norm=None, stateful=False):
     """Parse a Darknet .cfg, initialise as Darknet does (srand(seed)), and
     load a .weights file if given (like Darknet's load_network).
 
@@ -321,7 +341,11 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
     optimizer: None or "sgd" (Darknet's SGD), or "adam" (Adam as Darknet's
     GPU build defines it, with the cfg's B1, B2, eps; Darknet's CPU ignores
     `adam=1`). clip_norm: clip the global gradient norm of each update to
-    this value (darknet_rnn.optim.ClipGradNorm; off by default)."""
+    this value (darknet_rnn.optim.ClipGradNorm; off by default).
+    stateful: truncated BPTT - each training call starts every stream from
+    the state it ended the previous call with (no gradient crosses the
+    boundary; reset_state(streams) starts streams afresh). Darknet's CPU
+    zeroes the state at every training call (the default)."""
     if optimizer == "adam":
         with warnings.catch_warnings():   # the cfg's "CPU ignores Adam" does not apply
             warnings.filterwarnings("ignore", message=".*ignores Adam.*")
@@ -336,7 +360,7 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
             spec.net = dataclasses.replace(opts, batch=streams, subdivisions=1, time_steps=1)
     net = Network(spec, seed=seed, strict=strict, exact=exact, backend=backend,
                   kernel=kernel, threads=threads, dtype=dtype, optimizer=optimizer,
-                  clip_norm=clip_norm)
+                  clip_norm=clip_norm, stateful=stateful)
     if weights_path is not None:
         net.load_weights(weights_path)
     if clear:

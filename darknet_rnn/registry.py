@@ -85,6 +85,7 @@ class BuildContext:
     fixes: int              # dn_fix bits (0 = Darknet's backward)
     ctx: object = None      # native: the execution Context (None: default)
     dtype: object = None    # NumPy backends: float32 or float64
+    stateful: bool = False  # recurrent layers carry their state across training calls
 
     @property
     def batch(self):
@@ -168,6 +169,11 @@ class LayerType:
         """The arrays holding recurrent state carried between calls (saved
         with a training checkpoint)."""
         return []
+
+    def record_grad_norms(self, layer, on: bool) -> bool:
+        """Switch recording of per-step state-gradient norms; False if this
+        type has no recurrent state to record."""
+        return False
 
     def set_temperature(self, layer, temperature) -> None:
         """Sampling temperature (only softmax has one)."""
@@ -253,7 +259,7 @@ class RNN(LayerType):
         return b.cls("RNNLayer", ls.section)(
             batch=b.streams, inputs=ls.inputs, outputs=ls.outputs, steps=b.time_steps,
             activation=ls.activation, batch_normalize=ls.batch_normalize,
-            shortcut=ls.shortcut, fixes=b.fixes, **b.extra())
+            shortcut=ls.shortcut, fixes=b.fixes, stateful=b.stateful, **b.extra())
 
     def check_trainable(self, ls, layer):
         return _bn_one_row(ls, layer, "1 stream per time step")
@@ -270,10 +276,14 @@ class RNN(LayerType):
         return entry_for_layer(ls, blocks, dontloadscales=False)
 
     def reset_state(self, layer, streams=None):
-        layer.reset_state()
+        layer.reset_state(streams)
 
     def state_arrays(self, layer):
-        return [layer.state]
+        return [layer.state, layer.carry]
+
+    def record_grad_norms(self, layer, on):
+        layer.record_grad_norms = bool(on)
+        return True
 
 
 @register

@@ -12,7 +12,7 @@ bounds.
 """
 import numpy as np
 
-from .._checks import check_array, check_int
+from .._checks import check_array, check_int, reset_streams
 from ..activations import activation_index
 from ..optim import UpdateArgs, block_params, sgd_update
 from ..fixes import (FIX_ALL, FIX_BN_GRADIENT, FIX_BN_STEP_STATS, FIX_COPY_BEFORE_SCALE,
@@ -211,7 +211,7 @@ class RNNLayer:
     type = "rnn"
 
     def __init__(self, batch, inputs, outputs, steps, activation="logistic",
-                 batch_normalize=False, shortcut=False, fixes=0, dtype=F32):
+                 batch_normalize=False, shortcut=False, fixes=0, dtype=F32, stateful=False):
         _float32_only(dtype)
         batch, inputs, outputs, steps = (check_int("batch", batch), check_int("inputs", inputs),
                                          check_int("outputs", outputs), check_int("steps", steps))
@@ -224,13 +224,16 @@ class RNNLayer:
         self.self_layer = ConnectedLayer(inputs=outputs, **kw)
         self.output_layer = ConnectedLayer(inputs=outputs, **kw)
         self.state = np.zeros((steps + 1, batch, outputs), F32)
+        self.stateful = bool(stateful)
+        self.carry = np.zeros((batch, outputs), F32)
+        self.record_grad_norms = False      # not implemented by the baseline
 
     output = property(lambda self: self.output_layer.output)
     delta = property(lambda self: self.output_layer.delta)
     sublayers = property(lambda self: (self.input_layer, self.self_layer, self.output_layer))
 
-    def reset_state(self):
-        self.state[...] = 0
+    def reset_state(self, streams=None):
+        reset_streams(self, streams)
 
     def forward(self, input, train=True):
         T, B, H = self.steps, self.batch, self.outputs
@@ -249,7 +252,7 @@ class RNNLayer:
                 h += sl.output[t * B:(t + 1) * B]
                 outl.forward(h, False, t)
             return
-        self.state[0] = 0
+        self.state[0] = self.carry if self.stateful else 0
         np.matmul(input, inl.weights.T, out=inl.output)
         inl._post(0, T, True)
         for t in range(T):
@@ -261,6 +264,8 @@ class RNNLayer:
             else:
                 h[...] = inl.output[t * B:(t + 1) * B]
             h += sl.output[t * B:(t + 1) * B]
+        if self.stateful:
+            self.carry[...] = self.state[T]
         states = self.state[1:].reshape(T * B, H)
         np.matmul(states, outl.weights.T, out=outl.output)
         outl._post(0, T, True)

@@ -1,7 +1,7 @@
 """Darknet's [rnn] layer in NumPy: forward through time, then BPTT."""
 import numpy as np
 
-from darknet_rnn._checks import Buffer as _Buffer
+from darknet_rnn._checks import Buffer as _Buffer, reset_streams
 from darknet_rnn.activations import activation_index
 
 from ._common import (_check_array, _check_dtype, _check_fixes, _check_int, FIX_BN_GRADIENT,
@@ -25,9 +25,12 @@ class RNNLayer:
     type = "rnn"
 
     state = _Buffer()              # (steps+1, batch, outputs); block 0 is h_0
+    carry = _Buffer()              # (batch, outputs) state carried between training calls
+    grad_norms = _Buffer()         # (steps,) |delta reaching h_{t+1}| of the last backward
 
     def __init__(self, batch, inputs, outputs, steps, activation="logistic",
-                 batch_normalize=False, shortcut=False, fixes=0, dtype=np.float32):
+                 batch_normalize=False, shortcut=False, fixes=0, dtype=np.float32,
+                 stateful=False):
         self.batch = _check_int("batch", batch)
         self.inputs = _check_int("inputs", inputs)
         self.outputs = _check_int("outputs", outputs)
@@ -49,6 +52,12 @@ class RNNLayer:
         # writes h_1..h_T into blocks 1..T; inference reads and overwrites block 0.
         self._state = np.zeros((self.steps + 1, self.batch, self.outputs), dt)
         self._scratch = np.zeros((self.batch, self.outputs), dt)   # (B, H) raw dS_t for the fixes
+        # Stateful training (an extension: truncated BPTT): a training forward
+        # starts from the carry and leaves its last state there.
+        self.stateful = bool(stateful)
+        self._carry = np.zeros((self.batch, self.outputs), dt)
+        self._grad_norms = np.zeros(self.steps, np.float32)
+        self.record_grad_norms = False
 
     @property
     def fixes(self):
@@ -81,9 +90,10 @@ class RNNLayer:
                 f"steps={self.steps}, activation={self.activation!r}{extra}, "
                 f"dtype={np.dtype(self.dtype).name})")
 
-    def reset_state(self):
-        """Zero the recurrent state (Darknet has no CPU reset, Q21)."""
-        self.state[...] = 0
+    def reset_state(self, streams=None):
+        """Zero the recurrent state (and the training carry) of every stream,
+        or only of the listed streams (Darknet has no CPU reset)."""
+        reset_streams(self, streams)
 
     def forward(self, input, train=True):
         """input: (T*B, inputs). Train mode starts from h_0 = 0 and keeps every
@@ -95,7 +105,7 @@ class RNNLayer:
         for layer in (ol, sl, il):
             layer.delta[...] = 0
         if train:
-            self.state[0] = 0
+            self.state[0] = self.carry if self.stateful else 0
         with np.errstate(all="ignore"):
             for t in range(T):
                 rows = slice(t * B, (t + 1) * B)
@@ -109,6 +119,8 @@ class RNNLayer:
                 block = t + 1 if train else 0
                 self.state[block] = h
                 ol.forward(self.state[block], train, t)
+            if train and self.stateful:
+                self.carry[...] = self.state[T]
 
     def backward(self, input, prev_delta=None):
         """Backpropagation through time, t = T-1 .. 0, in Darknet's order
@@ -144,6 +156,9 @@ class RNNLayer:
 
                 # 2. output layer: dY_t -> its updates; its input delta goes into dS_t.
                 ol.backward(self.state[t + 1], sl.delta[rows], t, stats, sub_fixes)
+                if self.record_grad_norms:        # C: sequential double sum, sqrt, to float
+                    d = sl.delta[rows].astype(np.float64).ravel()
+                    self.grad_norms[t] = np.float32(np.sqrt(np.add.accumulate(d * d)[-1]))
 
                 # dS_t is complete now (output layer at t, self layer at t+1,
                 # shortcut carry from t+1). Keep it: step 3 scales it in place.

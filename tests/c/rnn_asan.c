@@ -52,14 +52,20 @@ static long block_params(const dn_connected *c, dn_param *p)
     return n;
 }
 
-static int run(int kernel, int B, int T, int I, int H, int bn, int shortcut, int fixes)
+/* stateful: training carries the state (exact-size carry buffer); the
+ * gradient-norm record is switched on with it, so both paths are covered. */
+static int run(int kernel, int B, int T, int I, int H, int bn, int shortcut, int fixes,
+               int stateful)
 {
     dn_ctx ctx = {kernel, 1, NULL, 0};
     long wf = dn_gemm_work_floats(kernel, 1);
     if (wf > 0) { ctx.work = buf(wf); ctx.work_floats = wf; }
-    dn_rnn l;
+    dn_rnn l = {0};
     l.batch = B; l.steps = T; l.inputs = I; l.outputs = H;
     l.shortcut = shortcut; l.fixes = fixes;
+    l.stateful = stateful;
+    l.carry = stateful ? buf((long)B * H) : NULL;
+    l.grad_norms = stateful ? buf(T) : NULL;
     make_connected(&l.input_layer, B, T, I, H, DN_LEAKY, bn);
     make_connected(&l.self_layer, B, T, H, H, DN_LEAKY, bn);
     make_connected(&l.output_layer, B, T, H, H, DN_LEAKY, bn);
@@ -89,7 +95,7 @@ static int run(int kernel, int B, int T, int I, int H, int bn, int shortcut, int
             free(s[i]->bn_factors);
         }
     }
-    free(l.state); free(l.scratch); free(x); free(dx); free(ctx.work);
+    free(l.state); free(l.scratch); free(l.carry); free(l.grad_norms); free(x); free(dx); free(ctx.work);
     if (st) fprintf(stderr, "kernel %d B=%d T=%d: status %d (%s)\n", kernel, B, T, st,
                     dn_status_string(st));
     return st;
@@ -104,9 +110,10 @@ int main(void)
         for (int bn = 0; bn <= 1; ++bn)
             for (int sc = 0; sc <= 1; ++sc)
                 for (int fx = 0; fx <= DN_FIX_ALL; fx += DN_FIX_ALL) {
-                    fail |= run(k, 3, 8, 5, 7, bn, sc, fx);
-                    fail |= run(k, 2, 9, 33, 17, bn, sc, fx);
-                    runs += 2;
+                    fail |= run(k, 3, 8, 5, 7, bn, sc, fx, 0);
+                    fail |= run(k, 2, 9, 33, 17, bn, sc, fx, 0);
+                    fail |= run(k, 2, 5, 4, 6, bn, sc, fx, 1);
+                    runs += 3;
                 }
     }
     printf("%d runs, %s\n", runs, fail ? "FAILED" : "ok");
