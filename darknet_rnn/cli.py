@@ -31,6 +31,7 @@ import warnings
 from . import text as textlib
 from ._rand import clock_seed
 from .charrnn.loop import LOG_COLUMNS, CharSource, validation_hook
+from .checkpoint import CheckpointError, state_path
 from .errors import DarknetError, NativeError
 from .training import EXIT_INTERRUPT, INTERRUPT_NOTE, TrainingRun, darknet_paths
 
@@ -81,6 +82,8 @@ def _converter(cast, ok, what):
 
 _positive_int = _converter(int, lambda v: v > 0, "a positive integer")
 _nonneg_int = _converter(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _converter(float, lambda v: math.isfinite(v) and v > 0,
+                             "a positive finite number")
 _fraction = _converter(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 _temperature = _converter(float, lambda v: v > 0.0 and math.isfinite(v), "a positive number")
 
@@ -103,7 +106,40 @@ def _network_kwargs(args):
         kw["threads"] = os.cpu_count() or 1
     if getattr(args, "exact", False):
         kw["exact"] = True
+    if getattr(args, "command", None) == "train":
+        kw.update(stateful=args.stateful, optimizer=args.optimizer, clip_norm=args.clip_norm)
     return kw
+
+
+def _training_options(t):
+    """Training beyond Darknet's recipe (each off by default)."""
+    g = t.add_argument_group("training beyond Darknet (off by default)")
+    g.add_argument("--stateful", action="store_true",
+                   help="truncated BPTT: every stream continues from the state it ended the "
+                        "previous batch with (reset when the stream jumps to a new offset)")
+    g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                   help="sgd: Darknet's SGD (default); adam: Adam with the cfg's B1, B2, eps "
+                        "(Darknet's CPU ignores adam=1)")
+    g.add_argument("--clip-norm", metavar="C", type=_positive_float, default=None,
+                   help="clip the global norm of each update's mean gradient to C; the "
+                        "pre-clip norm goes to the loss log (grad_norm)")
+    g.add_argument("--grad-stats", action="store_true",
+                   help="log, per [rnn] layer and time step, the norm of the gradient reaching "
+                        "that step's state (columns state_grad_L<layer>_t<step>)")
+
+
+def _gradient_columns(net, args):
+    """Loss-log columns for --clip-norm and --grad-stats (read after each step)."""
+    cols = []
+    if net.clip is not None:
+        cols.append(("grad_norm", lambda s: f"{net.clip.last_norm:.6g}"))
+    if args.grad_stats:
+        net.record_grad_norms()
+        for i, norms in net.grad_norms().items():
+            for t in range(norms.shape[0]):
+                cols.append((f"state_grad_L{i}_t{t}",
+                             lambda s, i=i, t=t: f"{net.layers[i].grad_norms[t]:.6g}"))
+    return tuple(cols)
 
 
 def load_net(cfg, weights=None, *, seed=None, clear=False, streams=None, **kw):
@@ -267,14 +303,23 @@ def cmd_train(args):
     net.check_trainable()           # e.g. batch norm over 1 stream: fail before starting
     _check_length(net, args, train_text, valid_text, name)
     rng = getattr(net, "rng", None) or textlib.new_rng(srand)[0]
-    source = CharSource(textlib.CharBatcher(train_text, net.streams, net.time_steps, rng))
+    source = CharSource(textlib.CharBatcher(train_text, net.streams, net.time_steps, rng),
+                        reset=net.reset_state if net.stateful else None)
     hooks = (validation_hook(net, valid_text, args.valid_every, args.valid_max_bytes), show)
     # The run decides what --clear means (seen = 0 now, a fresh loss log); the
     # weights are loaded as they are.
     run = TrainingRun(net, source, path_for=path_for, save_every=args.save_every,
                       keep_every=args.keep_every, make_step=source.make_step, hooks=hooks,
                       resumed=args.weights is not None, clear=args.clear, log_path=csv_path,
-                      log_columns=LOG_COLUMNS, on_save=on_save, on_signal=on_signal)
+                      log_columns=LOG_COLUMNS + _gradient_columns(net, args), on_save=on_save,
+                      on_signal=on_signal, save_state=True)
+    if args.weights is not None:
+        try:
+            if run.resume_state(args.weights):
+                _say(f"continuing the saved trajectory ({state_path(args.weights)})")
+        except CheckpointError as err:
+            raise UsageError(f"{err}; delete that file to resume from the weights alone") \
+                from None
 
     os.makedirs(args.out, exist_ok=True)
     _say(f"{base}: {net.streams} streams x {net.time_steps} steps; {name}: "
@@ -434,6 +479,7 @@ def build_parser():
     t.add_argument("--exact", action="store_true",
                    help="train with exact BPTT/batch-norm gradients instead of Darknet's "
                         "(README, Compatibility); the weights format is the same")
+    _training_options(t)
     common_net(t)
     t.set_defaults(func=cmd_train)
 

@@ -31,6 +31,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from .checkpoint import state_path
+
 __all__ = ["BACKUP", "EXIT_INTERRUPT", "FINAL", "INTERRUPT_NOTE", "STEP_COLUMNS", "LossLog",
            "RunResult", "Step", "StopFlag", "TrainingRun", "darknet_paths", "keep_suffix",
            "train_loop"]
@@ -271,6 +273,10 @@ class TrainingRun:
     writer: False on every process but one when several train together:
       nothing is written (no log, checkpoints or weights); the loop is the same.
     handle_signals: install the SIGINT/SIGTERM handlers while running.
+    save_state: with every weights file also write its training-state
+      sidecar (<weights>.state: momentum/Adam state, rand() stream, carried
+      states, and the source's state() if it has one), so that a run resumed
+      with resume_state() continues bit for bit (darknet_rnn.checkpoint).
     on_save(path, step, kind): after each periodic save, kind "keep" or
       "backup"; on_signal(signum): at the first signal (default: a note on
       stderr).
@@ -280,7 +286,7 @@ class TrainingRun:
                  save_every=0, keep_every=0, max_batches=None, make_step=None,
                  hooks: Sequence[Hook] = (), resumed=False, clear=False,
                  log_path=None, log_columns=STEP_COLUMNS, writer=True,
-                 handle_signals=True,
+                 handle_signals=True, save_state=False,
                  on_save: Optional[Callable[[str, Any, str], Any]] = None,
                  on_signal: Optional[Callable[[int], Any]] = _default_on_signal):
         for name, value in (("save_every", save_every), ("keep_every", keep_every)):
@@ -304,6 +310,7 @@ class TrainingRun:
         self.log_columns = tuple(log_columns)
         self.writer = bool(writer)
         self.handle_signals = handle_signals
+        self.save_state = bool(save_state)
         self.on_save = on_save
         self.on_signal = on_signal
         self.last = None
@@ -312,7 +319,24 @@ class TrainingRun:
 
     def _save(self, path):
         self.net.save_weights(path)
+        if self.save_state:
+            state = getattr(self.source, "state", None)
+            self.net.save_training_state(state_path(path), extra=state() if state else None)
         return path
+
+    def resume_state(self, weights_path):
+        """Continue the trajectory saved beside `weights_path` (already loaded
+        into the network): restores the sidecar if there is one and hands the
+        source its saved state (set_state). Returns True if a sidecar was
+        used. Not with clear (a cleared run starts a new trajectory)."""
+        path = state_path(weights_path)
+        if self.clear or not os.path.exists(path):
+            return False
+        extra = self.net.load_training_state(path)
+        set_state = getattr(self.source, "set_state", None)
+        if set_state is not None:
+            set_state(extra)
+        return True
 
     def _after_step(self, step):
         self.last = step

@@ -29,7 +29,8 @@ def evaluate_bpc(net, text, max_bytes=None) -> ValidResult:
     """Bits per character of `text` under `net`, computed in batches with the
     net's own shape: the text is cut into net.streams contiguous pieces read
     in parallel, net.time_steps bytes per predict call, the recurrent state
-    carried across calls (reset before and after). Log-probabilities are
+    carried across calls (starting from zero; the network's carried states
+    are restored afterwards). Log-probabilities are
     summed in double. A fast estimate for monitoring; `validate` is Darknet's
     exact procedure."""
     check_byte_network(net)
@@ -45,6 +46,9 @@ def evaluate_bpc(net, text, max_bytes=None) -> ValidResult:
     starts = np.arange(streams_used, dtype=np.int64) * piece
     total = 0.0
     count = 0
+    # evaluation starts from zero and must not disturb a stateful run: the
+    # carried states are put back afterwards
+    saved = [a.copy() for a in net.state_arrays()]
     net.reset_state()
     try:
         for t0 in range(0, piece, steps):
@@ -62,7 +66,8 @@ def evaluate_bpc(net, text, max_bytes=None) -> ValidResult:
                 total += float(np.sum(np.log(p)))
             count += int(p.size)
     finally:
-        net.reset_state()
+        for a, b in zip(net.state_arrays(), saved):
+            a[...] = b
     bpc = -total / count / math.log(2)
     return ValidResult(count=count, bpc=bpc, perplexity=2.0 ** bpc)
 

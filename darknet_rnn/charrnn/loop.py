@@ -42,15 +42,30 @@ class CharSource:
     that turns the loop's Step into a TrainStep (epochs = seen / text length,
     the streams that jumped)."""
 
-    def __init__(self, batcher):
+    def __init__(self, batcher, reset=None):
         self.batcher = batcher
         self.length = len(batcher)
+        self.reset = reset        # reset(streams): e.g. net.reset_state when stateful
 
     def next_batch(self):
         return self.batcher.next_batch()
 
     def after_iteration(self):
-        return self.batcher.jump()
+        jumped = self.batcher.jump()
+        if jumped and self.reset is not None:   # a stream at a new offset starts afresh
+            self.reset(jumped)
+        return jumped
+
+    def state(self):
+        """What a checkpoint needs to continue the same batches."""
+        return {"offsets": self.batcher.offsets.copy()}
+
+    def set_state(self, extra):
+        offsets = extra.get("offsets")
+        if offsets is None or offsets.shape != self.batcher.offsets.shape:
+            raise ValueError("the checkpoint's stream offsets do not fit this run "
+                             f"({self.batcher.streams} streams)")
+        self.batcher.offsets[...] = offsets
 
     def make_step(self, step, jumped) -> TrainStep:
         return TrainStep(iteration=step.iteration, loss=step.loss, avg_loss=step.avg_loss,
