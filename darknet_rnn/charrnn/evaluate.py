@@ -48,7 +48,8 @@ def evaluate_bpc(net, text, max_bytes=None) -> ValidResult:
     count = 0
     # evaluation starts from zero and must not disturb a stateful run: the
     # carried states are put back afterwards
-    saved = [a.copy() for a in net.state_arrays()]
+    arrays = getattr(net, "state_arrays", list)      # duck-typed nets may have none
+    saved = [a.copy() for a in arrays()]
     net.reset_state()
     try:
         for t0 in range(0, piece, steps):
@@ -66,7 +67,7 @@ def evaluate_bpc(net, text, max_bytes=None) -> ValidResult:
                 total += float(np.sum(np.log(p)))
             count += int(p.size)
     finally:
-        for a, b in zip(net.state_arrays(), saved):
+        for a, b in zip(arrays(), saved):
             a[...] = b
     bpc = -total / count / math.log(2)
     return ValidResult(count=count, bpc=bpc, perplexity=2.0 ** bpc)
