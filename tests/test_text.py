@@ -351,7 +351,24 @@ def test_evaluate_bpc_uniform_and_counts():
     r = T.evaluate_bpc(net, TEXT[:101])
     assert r.bpc == pytest.approx(8.0)
     assert r.count == (100 // 3) * 3
-    assert net.resets == 2
+    assert net.resets == 1          # starts from zero; states are restored, not zeroed, after
+
+
+def test_evaluate_bpc_puts_carried_states_back(tmp_path):
+    """Validation in the middle of stateful training must not disturb it."""
+    import darknet_rnn
+    cfg = tmp_path / "s.cfg"
+    cfg.write_text("[net]\nbatch=2\ntime_steps=3\ninputs=256\nlearning_rate=0.1\n"
+                   "[rnn]\noutput=8\nactivation=tanh\n[connected]\noutput=256\n"
+                   "activation=linear\n[softmax]\n")
+    net = darknet_rnn.load_network(cfg, seed=1, stateful=True)
+    x, y = T.get_batch(np.frombuffer(TEXT, np.uint8), np.array([0, 40]), 2, 3)
+    net.train(x, y)
+    before = [a.copy() for a in net.state_arrays()]
+    assert before[1].any()
+    T.evaluate_bpc(net, TEXT[:200])
+    for a, b in zip(net.state_arrays(), before):
+        assert np.array_equal(a, b)
 
 
 def test_check_byte_network():
