@@ -519,6 +519,8 @@ def build_parser():
     v.set_defaults(func=cmd_valid)
 
     sub.add_parser("bench", help="benchmarks (darknet_rnn.bench)", add_help=False)
+    sub.add_parser("recipes", help="Darknet's training recipe against each addition "
+                   "(validation bpc, wall time)", add_help=False)
     return p
 
 
@@ -536,6 +538,9 @@ def main(argv=None):
     try:
         if argv and argv[0] == "bench":
             return cmd_bench(argv[1:])
+        if argv and argv[0] == "recipes":
+            from .recipes import main as recipes_main
+            return recipes_main(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
     except UsageError as e:

@@ -83,3 +83,17 @@ def test_clip_norm_must_be_positive(setup, bad):
     d, corpus, cfg = setup
     r = run("train", cfg, "--clip-norm", bad, "--file", corpus)
     assert r.returncode == 2 and b"--clip-norm" in r.stderr
+
+
+def test_recipes_command_prints_one_row_per_recipe(setup):
+    d, corpus, cfg = setup
+    r = run("recipes", cfg, "--file", corpus, "--iterations", "3", "--only",
+            "darknet,stateful,adam,combined", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    rows = [l for l in r.stdout.decode().splitlines() if l.startswith("| ") and "bpc" not in l]
+    assert [l.split("|")[1].strip() for l in rows] == ["darknet", "stateful", "adam", "combined"]
+    bpcs = [float(l.split("|")[2]) for l in rows]
+    assert all(0 < b < 9 for b in bpcs)
+    assert len(set(bpcs)) > 1, "the recipes train differently"
+    r = run("recipes", cfg, "--only", "sgd2")
+    assert r.returncode == 2 and b"unknown recipe" in r.stderr
