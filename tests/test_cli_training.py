@@ -86,8 +86,10 @@ def test_clip_norm_must_be_positive(setup, bad):
 
 
 def test_recipes_command_prints_one_row_per_recipe(setup):
-    d, corpus, cfg = setup
-    r = run("recipes", cfg, "--file", corpus, "--iterations", "3", "--only",
+    d, corpus, _ = setup
+    cfg = d / "nobn.cfg"         # rolling BN statistics after 3 updates would validate to inf
+    cfg.write_text(open(_).read().replace("batch_normalize=1", "batch_normalize=0"))
+    r = run("recipes", str(cfg), "--file", corpus, "--iterations", "3", "--only",
             "darknet,stateful,adam,combined", "--threads", "1")
     assert r.returncode == 0, r.stderr
     rows = [l for l in r.stdout.decode().splitlines() if l.startswith("| ") and "bpc" not in l]
