@@ -176,6 +176,7 @@ class LayerSpec:
     dontloadscales: bool = False
     stopbackward: bool = False
     onlyforward: bool = False
+    network_output: bool = True     # may be the network's output (set by the layer type)
 
 
 @dataclass
@@ -189,7 +190,7 @@ class NetworkSpec:
     def output_layer(self) -> Optional[LayerSpec]:
         """The last layer that is not [cost] (Darknet's network output)."""
         for l in reversed(self.layers):
-            if l.type != "cost":
+            if l.network_output:
                 return l
         return None
 

@@ -149,6 +149,7 @@ def _parse_layer(sec: _Section, ltype: str, index: int, inputs: int, path: str,
     L = LayerSpec(type=ltype, index=index, line=sec.line, section=sec.type,
                   inputs=inputs)
     entry = layer_type(ltype)
+    L.network_output = entry.network_output
     entry.parse(r, L, strict, messages)
     # keys Darknet reads for every layer
     L.truth = r.find_int("truth", 0)
