@@ -226,7 +226,8 @@ class RNNLayer:
         self.state = np.zeros((steps + 1, batch, outputs), F32)
         self.stateful = bool(stateful)
         self.carry = np.zeros((batch, outputs), F32)
-        self.record_grad_norms = False      # not implemented by the baseline
+        self.record_grad_norms = False
+        self.grad_norms = np.zeros(steps, F32)
 
     output = property(lambda self: self.output_layer.output)
     delta = property(lambda self: self.output_layer.delta)
@@ -284,6 +285,8 @@ class RNNLayer:
         raw = None
         for t in range(T - 1, -1, -1):
             dS = sl.delta[t * B:(t + 1) * B]
+            if self.record_grad_norms:
+                self.grad_norms[t] = np.linalg.norm(dS)
             if fx & (FIX_COPY_BEFORE_SCALE | FIX_SHORTCUT_CARRY):
                 raw = dS.copy()
             sl._pre(t, 1, stats_of, bn_fix)
