@@ -14,8 +14,9 @@ for any batch source (not only text).
 A batch source is an object with `next_batch()` returning (x, y) -- or any
 further arguments `net.train` takes, as one tuple -- or any iterable of such
 tuples (the run ends early when it is exhausted). If it has
-`after_iteration()`, that is called once after each net.train (before the
-iteration's learning rate is read) and its result is handed to `make_step`.
+`after_iteration()`, that is called once after each net.train (after the
+iteration's learning rate is read, as Darknet prints the rate before its
+streams jump) and its result is handed to `make_step`.
 
 Invariant: nothing here knows what the data is; a program adds its own step
 fields with `make_step`, its own checks with hooks and its own loss-log
@@ -133,9 +134,12 @@ def train_loop(net, source, *, max_batches=None, make_step=None,
         avg = loss if avg is None else avg
         avg = np.float32(float(avg) * .9 + float(loss) * .1)
         seconds = time.perf_counter() - t0
+        # Darknet prints the rate (the `random` policy draws from the rand()
+        # stream) before the streams jump (more draws)
+        rate = float(net.current_rate())
         report = src.after()
         step = Step(iteration=iteration, loss=float(loss), avg_loss=float(avg),
-                    rate=float(net.current_rate()), seconds=seconds, seen=int(net.seen),
+                    rate=rate, seconds=seconds, seen=int(net.seen),
                     batch_number=int(net.current_batch()), max_batches=max_batches)
         if make_step is not None:
             step = make_step(step, report)
