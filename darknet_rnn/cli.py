@@ -33,7 +33,7 @@ from ._rand import clock_seed
 from .charrnn.loop import LOG_COLUMNS, CharSource
 from .charrnn.monitor import Monitor, best_in_log
 from .charrnn.progress import Progress
-from .cliargs import (DARKNET_SPELLING, Parser, UsageError, fraction, nonneg_int, positive_int, seed_value,
+from .cliargs import (DARKNET_SPELLING, Parser, UsageError, one_line as _one_line, fraction, nonneg_int, positive_int, seed_value,
                       temperature, translate, value_options)
 from .clinet import load_net, load_output
 from .errors import DarknetError, NativeError
@@ -54,18 +54,6 @@ def _warning_line(message, category, filename, lineno, file=None, line=None):
     # Python's default warning format shows a source line of ours; users want
     # the message only.
     print(f"{PROG}: warning: {_one_line(str(message))}", file=sys.stderr, flush=True)
-
-
-def _one_line(msg):
-    """A message as one printable line: control characters and undecodable
-    bytes escaped, never printed raw."""
-    out = []
-    for ch in str(msg).replace("\r\n", " ").replace("\n", " "):
-        if ch == "\ufffd" or (ord(ch) < 32 and ch != "\t") or 0x7f <= ord(ch) < 0xa0:
-            out.append("?" if ch == "\ufffd" else f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 # --------------------------------------------------------------------------
@@ -287,6 +275,7 @@ def cmd_generate(args):
             raise textlib.TextError(f"{args.tokens}: {len(tokens)} tokens, but the network "
                                     f"has {net.outputs} outputs (one token per line needed "
                                     "for each)")
+        textlib.check_token_ids(list(seed_text), net.inputs, "--seed (its bytes are token ids)")
         _loaded(args, net, args.weights)
         for k, c in enumerate(textlib.generate_ids(net, seed_text, args.len, temp, rng)):
             out.write(tokens[c] + b" ")

@@ -88,6 +88,18 @@ def translate(argv, value_options=(), ignored=None):
     return out
 
 
+def one_line(msg):
+    """A message as one printable line: newlines become spaces, control
+    characters and undecodable bytes are escaped, never printed raw."""
+    out = []
+    for ch in str(msg).replace("\r\n", " ").replace("\n", " "):
+        if ch == "\ufffd" or (ord(ch) < 32 and ch != "\t") or 0x7f <= ord(ch) < 0xa0:
+            out.append("?" if ch == "\ufffd" else f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 # --------------------------------------------------------------------------
 # argument types
 

@@ -2,6 +2,7 @@
 subprocess on a tiny generated corpus and tiny cfgs written into tmp_path.
 """
 import csv
+import importlib.util
 import math
 import os
 import re
@@ -20,11 +21,7 @@ from darknet_rnn._rand import GlibcRandom
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-try:
-    import matplotlib  # noqa: F401
-    HAVE_MPL = True
-except ImportError:
-    HAVE_MPL = False
+HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 NEEDS_MPL = pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed (pip install "
                                "'darknet_rnn[plot]'); the plot is optional")
 

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import darknet_rnn
-from darknet_rnn import text as T
 from darknet_rnn import training as TR
 from darknet_rnn.charrnn.monitor import Monitor, Sample, best_in_log, loss_unit, score
 from darknet_rnn.charrnn.progress import Progress

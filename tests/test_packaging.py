@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from darknet_rnn import cfgfiles
-from test_cli import ROOT, ok
+from test_cli import ROOT
 
 README = pathlib.Path(ROOT, "README.md").read_text()
 
@@ -90,3 +90,28 @@ def test_install_metadata():
     extras = meta["project"]["optional-dependencies"]
     assert any(d.startswith("matplotlib") for d in extras["plot"])
     assert any(d.startswith("matplotlib") for d in extras["test"])
+
+
+def test_an_installed_layout_finds_its_cfgs(tmp_path):
+    """As `pip install .` lays the package out: darknet_rnn/ with the cfgs in
+    darknet_rnn/cfgdata and no source tree around it."""
+    import shutil
+    site = tmp_path / "site"
+    shutil.copytree(pathlib.Path(ROOT, "darknet_rnn"), site / "darknet_rnn",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(pathlib.Path(ROOT, "cfg"), site / "darknet_rnn" / "cfgdata")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(site))
+    code = ("import darknet_rnn, darknet_rnn.cfgfiles as c; print(darknet_rnn.__file__); "
+            "print(c.cfg_path('char-small', training=True))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, cwd=work,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    where, path = p.stdout.decode().split()
+    assert where.startswith(str(site)) and path == str(
+        site / "darknet_rnn" / "cfgdata" / "char-small.train.cfg")
+    p = subprocess.run([sys.executable, "-m", "darknet_rnn", "info", "cfg/rnn.cfg"],
+                       capture_output=True, env=env, cwd=work, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    assert b"cfgdata/rnn.cfg" in p.stdout and b"8,931,584 trainable" in p.stdout

@@ -1,5 +1,6 @@
 """Plots through matplotlib (optional), the message without it, and
 `bench --quick` (short, and writing files only when asked)."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,11 +12,7 @@ import pytest
 from darknet_rnn import plot as P
 from test_cli import ROOT, make_cfg, make_corpus, one_error_line
 
-try:
-    import matplotlib  # noqa: F401
-    HAVE_MPL = True
-except ImportError:
-    HAVE_MPL = False
+HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 NEEDS_MPL = pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed (pip install "
                                "'darknet_rnn[plot]'); plotting is optional")
 
@@ -85,7 +82,7 @@ def test_bench_quick_is_short_and_writes_only_what_is_asked(tmp_path):
     assert os.listdir(tmp_path) == []                       # no bench.json unasked
     assert took < 30, f"bench --quick took {took:.1f} s"    # ~10 s here; shared machine
     p = subprocess.run([sys.executable, "-m", "darknet_rnn", "bench", "--quick", "--threads",
-                        "1", "--json", "r.json"], capture_output=True, env=env,
+                        "1", "--rounds", "1", "--json", "r.json"], capture_output=True, env=env,
                        cwd=str(tmp_path), timeout=120)
     assert p.returncode == 0, p.stderr.decode()
     assert os.listdir(tmp_path) == ["r.json"]
