@@ -214,4 +214,19 @@ int dn_softmax_backward(const dn_softmax *l, float *prev_delta);
 int dn_cost_forward(const dn_cost *l, float *input, const float *truth, float *cost);
 int dn_cost_backward(const dn_cost *l, float *prev_delta);
 
+/* [dropout] (dropout.c). rand holds the n draws of the last training
+ * forward. rng_state: the caller's glibc rand() state (34 raw values, oldest
+ * first), advanced by n draws. input == output and delta == prev_delta give
+ * Darknet's in-place semantics (the previous layer's buffers). */
+typedef struct dn_dropout {
+    long n;                  /* batch * inputs */
+    float probability;       /* in [0, 1) */
+    float scale;             /* float(1 / (1 - probability)) */
+    float *rand;             /* (n) */
+} dn_dropout;
+
+int dn_dropout_forward(const dn_dropout *l, unsigned int *rng_state, const float *input,
+                       float *output, int train);
+int dn_dropout_backward(const dn_dropout *l, const float *delta, float *prev_delta);
+
 #endif

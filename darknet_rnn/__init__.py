@@ -2,7 +2,7 @@
 on a C core with a NumPy twin, reading/writing Darknet .cfg and .weights.
 
     import darknet_rnn
-    net = darknet_rnn.load_network("cfg/rnn.cfg", "rnn.weights")
+    net = darknet_rnn.load_network(darknet_rnn.cfg_path("rnn"), "rnn.weights")
     out = net.predict(x)
 """
 from .errors import CfgError, DarknetError, KernelError, NativeError, WeightsError
@@ -10,7 +10,8 @@ from .errors import CfgError, DarknetError, KernelError, NativeError, WeightsErr
 __version__ = "0.1.0"
 
 __all__ = ["load_network", "Network", "DarknetError", "CfgError", "WeightsError",
-           "KernelError", "NativeError", "build_info", "set_kernel", "set_num_threads"]
+           "KernelError", "NativeError", "build_info", "set_kernel", "set_num_threads",
+           "cfg_path"]
 
 
 def __getattr__(name):
@@ -21,6 +22,9 @@ def __getattr__(name):
     if name in ("set_kernel", "set_num_threads"):
         from . import _ffi
         return getattr(_ffi, name)
+    if name == "cfg_path":
+        from .cfgfiles import cfg_path
+        return cfg_path
     if name == "build_info":
         from .info import build_info
         return build_info

@@ -1,48 +1,50 @@
 """The `darknet-rnn` command line (also `python -m darknet_rnn`).
 
-Subcommands, as Darknet's `darknet rnn train | generate | valid` (SPEC
-section 17) with seeds, an output directory, a validation split, a loss log
-and clean interrupts:
+Subcommands, as Darknet's `darknet rnn train | generate | valid | vec`, with
+seeds, an output directory, held-back validation, a loss log and clean
+interrupts, plus `info` and `bench`:
 
     darknet-rnn train CFG [WEIGHTS] [--file TEXT] [--out DIR] [--srand S] ...
     darknet-rnn generate CFG WEIGHTS [--seed TEXT] [--len N] [--temp T] [--srand S]
     darknet-rnn valid CFG WEIGHTS [--file TEXT] [--seed TEXT] [--quiet]
+    darknet-rnn vec CFG WEIGHTS [--file LINES] [--seed TEXT] [--reset]
+    darknet-rnn info CFG [WEIGHTS]
     darknet-rnn bench ...            (darknet_rnn.bench, when installed)
+
+Darknet's own spelling works too (`darknet-rnn generate CFG W -len 50 -seed
+The -srand 2`, `darknet-rnn rnn train CFG -file t.txt`): see cliargs.
+CFG may name a packaged cfg (`char-small`, `rnn.train`): see cfgfiles.
 
 Everything a user can get wrong (missing file, bad cfg, weights of another
 network, text too short, ...) ends with one line
 `darknet-rnn: error: MESSAGE` on stderr and exit status 2; Ctrl-C during
-training saves a checkpoint and exits with 130.
+training (even during an evaluation) saves a checkpoint and exits with 130.
 
 The commands only parse arguments, build the pieces and print: the training
-run (checkpoints, resume, --clear, loss log, signals) is
-darknet_rnn.training.TrainingRun, the char-RNN parts are darknet_rnn.charrnn
-(through darknet_rnn.text).
+run (checkpoints, best weights, resume, --clear, loss log, signals) is
+darknet_rnn.training.TrainingRun, the char-RNN parts are darknet_rnn.charrnn.
 """
-import argparse
-import csv
-import math
 import os
-import shutil
 import sys
-import time
 import warnings
 
 from . import text as textlib
 from ._rand import clock_seed
-from .charrnn.loop import LOG_COLUMNS, CharSource, validation_hook
+from .charrnn.loop import LOG_COLUMNS, CharSource
 from .checkpoint import CheckpointError, state_path
+from .charrnn.monitor import Monitor, best_in_log
+from .charrnn.progress import Progress
+from .cliargs import (DARKNET_SPELLING, Parser, UsageError, one_line as _one_line, fraction, nonneg_int, positive_int, seed_value,
+                      temperature, training_options, translate, value_options)
+from .clinet import load_net, load_output
 from .errors import DarknetError, NativeError
-from .training import EXIT_INTERRUPT, INTERRUPT_NOTE, TrainingRun, darknet_paths
+from .training import (EXIT_INTERRUPT, INTERRUPT_NOTE, TrainingRun, darknet_paths,
+                       gradient_columns)
 
 PROG = "darknet-rnn"
 EXIT_USAGE = 2
-
+DEFAULT_VALID_BYTES = 8192
 CSV_FIELDS = tuple(name for name, _ in LOG_COLUMNS)     # the loss log's header
-
-
-class UsageError(Exception):
-    """A problem with the command line itself (exit status 2)."""
 
 
 def _say(*args):
@@ -53,7 +55,7 @@ def _say(*args):
 def _warning_line(message, category, filename, lineno, file=None, line=None):
     # Python's default warning format shows a source line of ours; users want
     # the message only.
-    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+    print(f"{PROG}: warning: {_one_line(str(message))}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -64,36 +66,6 @@ def cfg_base(cfg_path):
     (cfg/rnn.train.cfg -> rnn)."""
     name = os.path.basename(os.fspath(cfg_path))
     return name.split(".", 1)[0] or name
-
-
-def _converter(cast, ok, what):
-    """An argparse type: cast the text, then check it; one message either way."""
-    def convert(s):
-        try:
-            v = cast(s)
-        except ValueError:
-            v = None
-        if v is None or not ok(v):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
-        return v
-    convert.__name__ = what
-    return convert
-
-
-_positive_int = _converter(int, lambda v: v > 0, "a positive integer")
-_nonneg_int = _converter(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _converter(float, lambda v: math.isfinite(v) and v > 0,
-                             "a positive finite number")
-_fraction = _converter(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-_temperature = _converter(float, lambda v: v > 0.0 and math.isfinite(v), "a positive number")
-
-
-def _seed_value(s):
-    try:
-        v = int(s, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {s!r}") from None
-    return v & 0xFFFFFFFF
 
 
 def _network_kwargs(args):
@@ -111,43 +83,18 @@ def _network_kwargs(args):
     return kw
 
 
-def _training_options(t):
-    """Training beyond Darknet's recipe (each off by default)."""
-    g = t.add_argument_group("training beyond Darknet (off by default)")
-    g.add_argument("--stateful", action="store_true",
-                   help="truncated BPTT: every stream continues from the state it ended the "
-                        "previous batch with (reset when the stream jumps to a new offset)")
-    g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
-                   help="sgd: Darknet's SGD (default); adam: Adam with the cfg's B1, B2, eps "
-                        "(Darknet's CPU ignores adam=1)")
-    g.add_argument("--clip-norm", metavar="C", type=_positive_float, default=None,
-                   help="clip the global norm of each update's mean gradient to C; the "
-                        "pre-clip norm goes to the loss log (grad_norm)")
-    g.add_argument("--grad-stats", action="store_true",
-                   help="log, per [rnn] layer and time step, the norm of the gradient reaching "
-                        "that step's state (columns state_grad_L<layer>_t<step>)")
+def _load(args, weights, **kw):
+    """The command's network."""
+    return load_net(args.cfg, weights, lenient=getattr(args, "lenient", False),
+                    **kw, **_network_kwargs(args))
 
 
-def _gradient_columns(net, args):
-    """Loss-log columns for --clip-norm and --grad-stats (read after each step)."""
-    cols = []
-    if net.clip is not None:
-        cols.append(("grad_norm", lambda s: f"{net.clip.last_norm:.6g}"))
-    if args.grad_stats:
-        net.record_grad_norms()
-        for i, norms in net.grad_norms().items():
-            for t in range(norms.shape[0]):
-                cols.append((f"state_grad_L{i}_t{t}",
-                             lambda s, i=i, t=t: f"{net.layers[i].grad_norms[t]:.6g}"))
-    return tuple(cols)
-
-
-def load_net(cfg, weights=None, *, seed=None, clear=False, streams=None, **kw):
-    """darknet_rnn.load_network, optionally with [net] batch=streams,
-    subdivisions=1, time_steps=1 (inference shape) in place of the cfg's,
-    so a training cfg can be used to generate or validate."""
-    import darknet_rnn
-    return darknet_rnn.load_network(cfg, weights, seed=seed, clear=clear, streams=streams, **kw)
+def _loaded(args, net, weights):
+    """Darknet's load output (layer table, weights line) on stderr unless -q;
+    called once the command's checks passed."""
+    if not getattr(args, "quiet", False):
+        for line in load_output(net, weights):
+            _say(line)
 
 
 def sampling_rng(net, seed):
@@ -164,98 +111,16 @@ def sampling_rng(net, seed):
 # --------------------------------------------------------------------------
 # train
 
-class Progress:
-    """Per-iteration display: Darknet's loss line per iteration ("lines"), a
-    single self-updating status line for terminals ("bar"), or nothing
-    ("none"). Notes (validation, checkpoints) are always printed as lines."""
-
-    def __init__(self, mode, stream=None):
-        self.stream = stream or sys.stdout
-        if mode == "auto":
-            mode = "bar" if self.stream.isatty() else "lines"
-        self.mode = mode
-        self._shown = False
-        self._last_draw = 0.0
-        self._t0 = time.perf_counter()
-        self._first_batch = None
-
-    def step(self, s: textlib.TrainStep):
-        if self.mode == "lines":
-            print(s.darknet_line(), file=self.stream, flush=True)
-        elif self.mode == "bar":
-            now = time.perf_counter()
-            if self._first_batch is None:
-                self._first_batch = s.batch_number - 1
-                self._t0 = now - s.seconds
-            if now - self._last_draw >= 0.1 or s.batch_number >= s.max_batches:
-                self._last_draw = now
-                self._draw(s, now)
-
-    def _draw(self, s, now):
-        width = shutil.get_terminal_size((100, 20)).columns
-        done = s.batch_number - self._first_batch
-        left = max(0, s.max_batches - s.batch_number)
-        elapsed = now - self._t0
-        per = elapsed / done if done > 0 else 0.0
-        frac = min(1.0, s.batch_number / s.max_batches) if s.max_batches else 1.0
-        bar_w = 12
-        filled = int(round(frac * bar_w))
-        bar = "#" * filled + "." * (bar_w - filled)
-        rate = f"{1.0 / per:.1f} it/s" if per > 0 else "- it/s"
-        text = (f"[{bar}] {s.batch_number}/{s.max_batches} avg {s.avg_loss:.3f} "
-                f"({s.avg_loss / math.log(2):.2f} bpc) lr {s.rate:g} {rate} "
-                f"ep {s.epochs:.2f} eta {_clock(left * per)}")
-        self.stream.write("\r" + text[:max(10, width - 1)] + "\x1b[K")
-        self.stream.flush()
-        self._shown = True
-
-    def note(self, msg):
-        if self.mode == "bar" and self._shown:
-            self.stream.write("\r\x1b[K")
-            self._shown = False
-            self._last_draw = 0.0
-        print(msg, file=self.stream, flush=True)
-
-    def close(self):
-        if self.mode == "bar" and self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._shown = False
-
-
-def _clock(seconds):
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def plot_loss_log(csv_path, png_path, title=""):
-    """Training (moving average) and validation bits per character against
-    the iteration number, from a loss log."""
-    from .plot import line_plot
-    it, avg, vit, vbpc = [], [], [], []
-    with open(csv_path, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                i = int(row["iteration"])
-                it.append(i)
-                avg.append(float(row["avg_loss"]) / math.log(2))
-                if row.get("valid_bpc"):
-                    vit.append(i)
-                    vbpc.append(float(row["valid_bpc"]))
-            except (KeyError, ValueError):
-                continue
-    series = [("train bpc (avg)", it, avg)]
-    if vit:
-        series.append(("valid bpc", vit, vbpc))
-    return line_plot(png_path, series, title=title, xlabel="iteration",
-                     ylabel="bits per character")
-
-
 def _training_text(args):
-    """(train_text, valid_text, name) from --file and --valid-fraction."""
-    if args.file is None:
+    """(train, valid, name, vocab): bytes, or token ids with --tokenized
+    (vocab: None for bytes, else filled in later from the network)."""
+    if args.tokenized:
+        if args.file is None:
+            raise UsageError("--tokenized (-tokenized) needs --file FILE (-file FILE): "
+                             "a file of token ids")
+        corpus = textlib.read_tokenized_data(args.file, lenient=args.lenient)
+        name = args.file
+    elif args.file is None:
         corpus, name = textlib.default_corpus(), "the embedded corpus (pydoc_data.topics)"
     else:
         corpus, name = textlib.load_text(args.file), args.file
@@ -263,57 +128,86 @@ def _training_text(args):
     return train_text, valid_text, name
 
 
-def _check_length(net, args, train_text, valid_text, name):
+def _check_length(net, args, train_text, valid_text, name, unit):
     need = net.streams * net.time_steps + 1
     if len(train_text) < need:
         held = (f", after holding back {args.valid_fraction:g} for validation"
-                if valid_text else "")
+                if len(valid_text) else "")
         raise textlib.TextError(
-            f"the training text ({len(train_text)} bytes of {name}{held}) is shorter than one "
-            f"batch: {net.streams} streams x {net.time_steps} steps + 1 = {need} bytes")
+            f"the training text ({len(train_text)} {unit} of {name}{held}) is shorter than "
+            f"one batch: {net.streams} streams x {net.time_steps} steps + 1 = {need} {unit}")
+
+
+def _check_plot(args):
+    if args.plot:
+        from .plot import MISSING, available
+        if not available():
+            raise UsageError(f"--plot: {MISSING}")
 
 
 def cmd_train(args):
+    _check_plot(args)
     train_text, valid_text, name = _training_text(args)
     srand = args.srand if args.srand is not None else clock_seed()
-    net = load_net(args.cfg, args.weights, seed=srand, **_network_kwargs(args))
-    textlib.check_byte_network(net, args.cfg)
+    net = _load(args, args.weights, seed=srand, training=True)
+    if args.tokenized:
+        symbol, unit, vocab = "token", "tokens", int(net.inputs)
+        if net.outputs != net.inputs:
+            raise textlib.TextError(f"{args.cfg}: word-level training needs as many outputs "
+                                    f"as inputs (has {net.outputs} and {net.inputs})")
+        for data, what in ((train_text, args.file), (valid_text, args.file)):
+            textlib.check_token_ids(data, vocab, what)
+    else:
+        symbol, unit, vocab = "character", "bytes", None
+        textlib.check_byte_network(net, args.cfg)
     if args.max_batches is not None:
         net.max_batches = args.max_batches
     base = cfg_base(args.cfg)
     path_for = darknet_paths(args.out, base)
     csv_path, png_path = path_for(".loss.csv"), path_for(".loss.png")
-    progress = Progress("none" if args.quiet else args.progress)
-
-    def show(s):
-        progress.step(s)
-        if s.valid is not None:
-            progress.note(f"{s.iteration}: validation {s.valid.bpc:.4f} bpc "
-                          f"(perplexity {s.valid.perplexity:.4f}) over {s.valid.count} bytes; "
-                          f"training avg {s.avg_loss / math.log(2):.4f} bpc")
+    progress = Progress("none" if args.quiet else args.progress, symbol=symbol)
+    progress.subdivisions = net.subdivisions
+    note = progress.note
 
     def on_save(path, s, kind):
-        progress.note(f"saved {path} (iteration {s.iteration})")
+        if kind == "best":
+            note(f"saved {path} (iteration {s.iteration}: the best validation so far, "
+                 f"{s.evaluation.valid:.4f} {s.evaluation.unit.short})")
+            return
+        note(f"saved {path} (iteration {s.iteration})")
         if kind == "backup" and args.plot:
+            from .plot import plot_loss_log
             plot_loss_log(csv_path, png_path, title=base)
 
     def on_signal(signum):
         _say(f"\n{PROG}: {INTERRUPT_NOTE}")
 
     net.check_trainable()           # e.g. batch norm over 1 stream: fail before starting
-    _check_length(net, args, train_text, valid_text, name)
+    _check_length(net, args, train_text, valid_text, name, unit)
+    _loaded(args, net, args.weights)
     rng = getattr(net, "rng", None) or textlib.new_rng(srand)[0]
-    source = CharSource(textlib.CharBatcher(train_text, net.streams, net.time_steps, rng),
+    source = CharSource(textlib.CharBatcher(train_text, net.streams, net.time_steps, rng,
+                                            vocab=vocab),
                         reset=net.reset_state if net.stateful else None)
-    hooks = (validation_hook(net, valid_text, args.valid_every, args.valid_max_bytes), show)
+    run = None
+    monitor = Monitor(net, train_text, valid_text, budget=args.valid_bytes,
+                      every=args.valid_every, width=net.inputs, symbol=symbol,
+                      should_stop=lambda: run is not None and run.stop_requested,
+                      listener=progress)
+    progress.monitor = monitor
+    resumed = args.weights is not None
+    best = (best_in_log(csv_path, monitor.unit.short)
+            if resumed and not args.clear and os.path.exists(csv_path) else None)
     # The run decides what --clear means (seen = 0 now, a fresh loss log); the
     # weights are loaded as they are.
     run = TrainingRun(net, source, path_for=path_for, save_every=args.save_every,
-                      keep_every=args.keep_every, make_step=source.make_step, hooks=hooks,
-                      resumed=args.weights is not None, clear=args.clear, log_path=csv_path,
-                      log_columns=LOG_COLUMNS + _gradient_columns(net, args), on_save=on_save,
-                      on_signal=on_signal, save_state=True)
-    if args.weights is not None:
+                      keep_every=args.keep_every, make_step=source.make_step,
+                      hooks=(progress.step, monitor), resumed=resumed, clear=args.clear,
+                      log_path=csv_path, log_columns=LOG_COLUMNS + gradient_columns(
+                          net, args.grad_stats), on_save=on_save,
+                      on_signal=on_signal, best_so_far=best, save_state=True,
+                      best_of=lambda s: s.evaluation.valid if s.evaluation else None)
+    if resumed:
         try:
             if run.resume_state(args.weights):
                 _say(f"continuing the saved trajectory ({state_path(args.weights)})")
@@ -322,9 +216,17 @@ def cmd_train(args):
                 from None
 
     os.makedirs(args.out, exist_ok=True)
-    _say(f"{base}: {net.streams} streams x {net.time_steps} steps; {name}: "
-         f"{len(train_text)} training bytes, {len(valid_text)} validation bytes; "
-         f"batch {net.current_batch()} of {net.max_batches}; srand {srand}; writing to {args.out}")
+    if not args.quiet:
+        o = net.options
+        _say(f"Learning Rate: {o.learning_rate:g}, Momentum: {o.momentum:g}, Decay: "
+             f"{o.decay:g}, Inputs: {net.inputs} {net.batch} {net.time_steps}")
+        every = (f"every {args.valid_every} iterations and " if args.valid_every else "")
+        held = (f" and {monitor.valid_sample.count} held back" if monitor.valid_sample else "")
+        _say(f"{base}: {net.streams} streams x {net.time_steps} steps; {name}: "
+             f"{len(train_text)} training {unit}, {len(valid_text)} held back; evaluating "
+             f"{every}at the end on {monitor.train_sample.count} training {symbol}s{held}; "
+             f"batch {net.current_batch()} of {net.max_batches}; srand {srand}; writing to "
+             f"{args.out}")
     try:
         result = run.run()
     finally:
@@ -337,66 +239,97 @@ def cmd_train(args):
         _say(f"{PROG}: stopped at iteration {s.iteration if s else '-'} "
              f"(batch {net.current_batch()} of {net.max_batches}); saved {result.saved}; "
              f"resume with: {PROG} train {args.cfg} {result.saved} --out {args.out}"
-             + (f" --file {args.file}" if args.file is not None else ""))
-    else:
+             + (f" --file {args.file}" if args.file is not None else "")
+             + (" --tokenized" if args.tokenized else ""))
+    elif not args.quiet:
         done = "" if s is not None else " (max_batches already reached; nothing trained)"
         _say(f"saved {result.saved}{done}")
-    if s is not None:
-        v = f", validation {s.valid.bpc:.4f} bpc" if s.valid is not None else ""
-        _say(f"{base}: batch {s.batch_number}, avg loss {s.avg_loss:.4f} "
-             f"({s.avg_loss / math.log(2):.4f} bpc){v}")
-    if args.plot:
+    if s is not None and not args.quiet:
+        ev = s.evaluation
+        figures = ""
+        if ev is not None:
+            figures = f"; {ev.unit.name}: training text {ev.train:.4f}" + (
+                f", validation {ev.valid:.4f}" if ev.valid is not None else "")
+        if result.best_path:
+            figures += f"; best validation {result.best:.4f}: {result.best_path}"
+        _say(f"{base}: batch {s.batch_number}, Darknet's loss (moving average, training "
+             f"mode) {s.avg_loss:.4f}{figures}")
+    if args.plot and (s is not None or os.path.exists(csv_path)):
+        from .plot import plot_loss_log
         plot_loss_log(csv_path, png_path, title=base)
-        _say(f"plot: {png_path}")
+        if not args.quiet:
+            _say(f"plot: {png_path}")
     return result.exit_status
 
 
 # --------------------------------------------------------------------------
-# generate / valid
+# generate / valid / vec / info
+
+def _flush_every(out, interactive, k):
+    if interactive or k % 64 == 0:
+        out.flush()
+
 
 def cmd_generate(args):
     seed_text = textlib.decode_escapes(args.seed)
     if not seed_text:
         raise UsageError("--seed must not be empty")
+    temp = 0.0 if args.greedy else args.temp
+    tokens = textlib.read_tokens(args.tokens) if args.tokens else None
+    if tokens is not None and args.streams > 1:
+        raise UsageError("--tokens generates one stream: leave out --streams")
     srand = args.srand if args.srand is not None else clock_seed()
-    net = load_net(args.cfg, args.weights, seed=srand, streams=args.streams,
-                   **_network_kwargs(args))
-    textlib.check_byte_network(net, args.cfg)
+    net = _load(args, args.weights, seed=srand, streams=args.streams)
     rng = sampling_rng(net, srand)
     out = sys.stdout.buffer
     interactive = sys.stdout.isatty()
-    if args.streams > 1:
-        samples = textlib.generate_streams(net, seed_text, args.len, args.temp, rng)
-        for k, sample in enumerate(samples):
-            out.write(f"== stream {k} ==\n".encode())
-            out.write(sample)
-            out.write(b"\n")
-        out.flush()
-        return 0
-    for k, b in enumerate(textlib.generate(net, seed_text, args.len, args.temp, rng)):
-        out.write(b)
-        if interactive or k % 64 == 0:
+    if tokens is not None:
+        if len(tokens) < net.outputs:
+            raise textlib.TextError(f"{args.tokens}: {len(tokens)} tokens, but the network "
+                                    f"has {net.outputs} outputs (one token per line needed "
+                                    "for each)")
+        textlib.check_token_ids(list(seed_text), net.inputs, "--seed (its bytes are token ids)")
+        _loaded(args, net, args.weights)
+        for k, c in enumerate(textlib.generate_ids(net, seed_text, args.len, temp, rng)):
+            out.write(tokens[c] + b" ")
+            _flush_every(out, interactive, k)
+    else:
+        textlib.check_byte_network(net, args.cfg)
+        _loaded(args, net, args.weights)
+        if args.streams > 1:
+            samples = textlib.generate_streams(net, seed_text, args.len, temp, rng)
+            for k, sample in enumerate(samples):
+                out.write(f"== stream {k} ==\n".encode())
+                out.write(sample)
+                out.write(b"\n")
             out.flush()
+            return 0
+        for k, b in enumerate(textlib.generate(net, seed_text, args.len, temp, rng)):
+            out.write(b)
+            _flush_every(out, interactive, k)
     out.write(b"\n")
     out.flush()
     return 0
 
 
-def cmd_valid(args):
-    seed_text = textlib.decode_escapes(args.seed)
+def _read_input(args, what):
     if args.file in (None, "-"):
         if sys.stdin.isatty():
-            _say(f"{PROG}: reading the text to score from stdin (end it with Ctrl-D)")
-        data, name = sys.stdin.buffer.read(), "stdin"
-    else:
-        with open(args.file, "rb") as f:
-            data = f.read()
-        name = args.file
+            _say(f"{PROG}: reading the {what} from stdin (end it with Ctrl-D)")
+        return sys.stdin.buffer.read(), "stdin"
+    with open(args.file, "rb") as f:
+        return f.read(), args.file
+
+
+def cmd_valid(args):
+    seed_text = textlib.decode_escapes(args.seed)
+    data, name = _read_input(args, "text to score")
     if len(data) < 2:
         raise textlib.TextError(f"{name}: validation text needs at least 2 bytes "
                                 f"(has {len(data)})")
-    net = load_net(args.cfg, args.weights, seed=0, streams=1, **_network_kwargs(args))
+    net = _load(args, args.weights, seed=0, streams=1)
     textlib.check_byte_network(net, args.cfg)
+    _loaded(args, net, args.weights)
     out = sys.stdout
     r = None
     for r in textlib.iter_validate(net, data, seed_text):
@@ -406,6 +339,37 @@ def cmd_valid(args):
               f"perplexity {r.perplexity:.4f}, word perplexity {r.word_perplexity:.4f} "
               f"({r.words} words)\n")
     out.flush()
+    return 0
+
+
+def cmd_vec(args):
+    from .charrnn.vectors import format_vector, line_vectors, split_lines
+    seed_text = textlib.decode_escapes(args.seed)
+    data, _ = _read_input(args, "lines to embed")
+    net = _load(args, args.weights, seed=0, streams=1)
+    textlib.check_byte_network(net, args.cfg)
+    _loaded(args, net, args.weights)
+    out = sys.stdout.buffer
+    for line, vec in line_vectors(net, split_lines(data), seed_text, reset=args.reset):
+        out.write(format_vector(line, vec))
+    out.flush()
+    return 0
+
+
+def cmd_info(args):
+    from .cfgfiles import resolve_cfg
+    from .clinet import check_cfg_file, check_weights_file
+    from .info import format_summary, network_summary
+    cfg = resolve_cfg(args.cfg)
+    check_cfg_file(cfg)
+    if args.weights is not None:
+        if not os.path.isfile(args.weights):
+            raise FileNotFoundError(2, "weights file not found", args.weights)
+        check_weights_file(args.weights)
+    s = network_summary(cfg, args.weights, strict=not args.lenient)
+    if cfg != args.cfg:
+        s.cfg = f"{args.cfg} ({cfg})"
+    print(format_summary(s))
     return 0
 
 
@@ -425,62 +389,83 @@ def cmd_bench(argv):
 # argument parsing
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=PROG,
         description="Darknet's char-RNN (byte-level recurrent networks): train, generate "
-                    "text, measure bits per character.")
+                    "text, measure bits per character, embed lines, describe a network.",
+        epilog="Darknet's spelling works as well: single-dash options (-file -seed -len "
+               "-temp -srand -clear -tokenized -tokens) anywhere on the line, and "
+               "`darknet-rnn rnn VERB ...` as `darknet rnn VERB ...`. CFG may be a path or "
+               "the name of a cfg that comes with the package (char-small, rnn, tiny; "
+               "`train` prefers NAME.train.cfg).")
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def common_net(sp):
-        sp.add_argument("--threads", metavar="N", type=_positive_int, default=None,
+    def common_net(sp, quiet="don't print Darknet's layer table"):
+        sp.add_argument("--threads", metavar="N", type=positive_int, default=None,
                         help="threads for the C kernels (default: all cores for train, else "
                              "OMP_NUM_THREADS or 1)")
+        sp.add_argument("--lenient", action="store_true",
+                        help="Darknet's lenient fallbacks instead of errors: unknown "
+                             "activation/policy/cost names (relu, constant, sse), a weights "
+                             "file of the wrong size (read as far as it goes), batch norm "
+                             "over one stream (NaN)")
+        sp.add_argument("-q", "--quiet", action="store_true", help=quiet)
 
     t = sub.add_parser(
         "train", help="train on a text file (default: the embedded Python help texts)",
         description="Train a byte-level RNN like `darknet rnn train`. Streams read the text "
                     "from random offsets, one byte per step, each jumping to a new offset "
                     "with probability 1/64 after every iteration. Prints Darknet's loss line "
-                    "(iteration: loss, avg, rate, seconds, epochs; loss in nats per char).")
-    t.add_argument("cfg", metavar="CFG", help="training cfg (e.g. cfg/rnn.train.cfg)")
+                    "(iteration: loss, avg, rate, seconds, epochs; the loss is Darknet's, in "
+                    "training mode: nats per character for a softmax head). Evaluations "
+                    "measure a fixed sample of the training text and of the held-back text "
+                    "the same way (inference mode; bits per character for a softmax head); "
+                    "the best validation's weights go to DIR/BASE_best.weights.")
+    t.add_argument("cfg", metavar="CFG", help="training cfg (e.g. cfg/rnn.train.cfg, char-small)")
     t.add_argument("weights", metavar="WEIGHTS", nargs="?", default=None,
                    help="resume from these weights (continues iterations and the lr schedule)")
     t.add_argument("--file", metavar="TEXT", default=None,
                    help="training text (default: Python's pydoc_data.topics, ~460 KB)")
+    t.add_argument("--tokenized", action="store_true",
+                   help="word level, as Darknet's -tokenized: --file holds token ids "
+                        "(integers separated by white space) below the cfg's inputs")
     t.add_argument("--out", metavar="DIR", default="backup",
                    help="directory for checkpoints, loss log and plot (default: backup)")
-    t.add_argument("--max-batches", metavar="N", type=_positive_int, default=None,
+    t.add_argument("--max-batches", metavar="N", type=positive_int, default=None,
                    help="train until batch N (overrides the cfg's max_batches)")
-    t.add_argument("--srand", metavar="S", type=_seed_value, default=None,
-                   help="random seed (weights init, offsets, jumps); default: the clock")
+    t.add_argument("--srand", metavar="S", type=seed_value, default=None,
+                   help="random seed (weights init, offsets, jumps, dropout); default: "
+                        "the clock")
     t.add_argument("--clear", action="store_true",
                    help="reset the seen counter of the loaded weights to 0 (Darknet's -clear)")
-    t.add_argument("--save-every", metavar="N", type=_nonneg_int, default=100,
+    t.add_argument("--save-every", metavar="N", type=nonneg_int, default=100,
                    help="write DIR/BASE.backup every N iterations (default 100; 0: never)")
-    t.add_argument("--keep-every", metavar="N", type=_nonneg_int, default=10000,
+    t.add_argument("--keep-every", metavar="N", type=nonneg_int, default=10000,
                    help="write DIR/BASE_<iteration>.weights every N iterations "
                         "(default 10000; 0: never)")
-    t.add_argument("--valid-fraction", metavar="F", type=_fraction, default=0.05,
+    t.add_argument("--valid-fraction", metavar="F", type=fraction, default=0.05,
                    help="fraction of the text (its end) held back for validation "
                         "(default 0.05; 0: none)")
-    t.add_argument("--valid-every", metavar="N", type=_nonneg_int, default=100,
-                   help="report validation bits per char every N iterations and at the end "
-                        "(default 100; 0: only at the end)")
-    t.add_argument("--valid-max-bytes", metavar="N", type=_positive_int, default=None,
-                   help="use at most the first N bytes of the validation text")
+    t.add_argument("--valid-every", metavar="N", type=nonneg_int, default=100,
+                   help="evaluate every N iterations and at the end (default 100; 0: only "
+                        "at the end)")
+    t.add_argument("--valid-bytes", "--valid-max-bytes", metavar="N", dest="valid_bytes",
+                   type=nonneg_int, default=DEFAULT_VALID_BYTES,
+                   help="symbols scored per evaluation of each text, in windows spread over "
+                        f"it (default {DEFAULT_VALID_BYTES}; 0: the whole text)")
     t.add_argument("--plot", action="store_true",
-                   help="also write DIR/BASE.loss.png (training and validation loss)")
+                   help="also write DIR/BASE.loss.png (needs matplotlib: pip install "
+                        "\"darknet_rnn[plot]\")")
     t.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
                    help="per-iteration display: Darknet's loss lines, a status bar, or nothing "
                         "(default auto: bar on a terminal, lines otherwise)")
-    t.add_argument("-q", "--quiet", action="store_true", help="same as --progress none")
     t.add_argument("--exact", action="store_true",
                    help="train with exact BPTT/batch-norm gradients instead of Darknet's "
                         "(README, Compatibility); the weights format is the same")
-    _training_options(t)
-    common_net(t)
+    training_options(t)
+    common_net(t, "print nothing but errors, warnings and the interrupt note")
     t.set_defaults(func=cmd_train)
 
     g = sub.add_parser(
@@ -492,15 +477,22 @@ def build_parser():
     g.add_argument("cfg", metavar="CFG")
     g.add_argument("weights", metavar="WEIGHTS")
     g.add_argument("--seed", metavar="TEXT", default="\n\n",
-                   help="prime text; escapes \\n \\t \\\\ \\xHH understood (default: two newlines)")
-    g.add_argument("--len", metavar="N", type=_nonneg_int, default=1000,
-                   help="bytes to generate (default 1000)")
-    g.add_argument("--temp", metavar="T", type=_temperature, default=0.7,
-                   help="softmax temperature (default 0.7)")
-    g.add_argument("--srand", metavar="S", type=_seed_value, default=None,
+                   help="prime text; escapes \\n \\t \\\\ \\xHH understood (default: two "
+                        "newlines). With --tokens its bytes are token ids, as in Darknet")
+    g.add_argument("--len", metavar="N", type=nonneg_int, default=1000,
+                   help="symbols to generate (default 1000)")
+    g.add_argument("--temp", metavar="T", type=temperature, default=0.7,
+                   help="softmax temperature (default 0.7); 0: always the most likely symbol")
+    g.add_argument("--greedy", action="store_true",
+                   help="always the most likely symbol (argmax; same as --temp 0)")
+    g.add_argument("--srand", metavar="S", type=seed_value, default=None,
                    help="random seed; the same seed gives Darknet's draws (default: the clock)")
-    g.add_argument("--streams", metavar="N", type=_positive_int, default=1,
+    g.add_argument("--streams", metavar="N", type=positive_int, default=1,
                    help="generate N independent samples in one batch (default 1)")
+    g.add_argument("--tokens", metavar="FILE", default=None,
+                   help="word level, as Darknet's -tokens: FILE lists the vocabulary, one token "
+                        "per line (<NEWLINE> for a newline); each symbol prints as its token "
+                        "and a space")
     common_net(g)
     g.set_defaults(func=cmd_generate)
 
@@ -514,9 +506,37 @@ def build_parser():
     v.add_argument("--file", metavar="TEXT", default=None, help="text to score (default: stdin)")
     v.add_argument("--seed", metavar="TEXT", default="\n\n",
                    help="prime text (default: two newlines, as Darknet)")
-    v.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
-    common_net(v)
+    common_net(v, "print only the summary line (no per-byte lines, no layer table)")
     v.set_defaults(func=cmd_valid)
+
+    e = sub.add_parser(
+        "vec", help="one vector per line of text (the first layer's output)",
+        description="Like `darknet rnn vec`: for each line, prime with the seed, feed the "
+                    "line without its spaces and tabs, then a space; print the stripped line "
+                    "and the first layer's output as ,%%g values. As Darknet on the CPU, the "
+                    "recurrent state runs on from line to line unless --reset.")
+    e.add_argument("cfg", metavar="CFG")
+    e.add_argument("weights", metavar="WEIGHTS")
+    e.add_argument("--file", metavar="LINES", default=None, help="lines to embed (default: stdin)")
+    e.add_argument("--seed", metavar="TEXT", default="\n\n",
+                   help="prime text before each line (default: two newlines)")
+    e.add_argument("--reset", action="store_true",
+                   help="zero the recurrent state before each line (Darknet's CPU build "
+                        "does not: its reset only clears GPU buffers)")
+    common_net(e)
+    e.set_defaults(func=cmd_vec)
+
+    i = sub.add_parser(
+        "info", help="layers, parameters, FLOPs, memory; a weights file's header",
+        description="Describe a network: per layer inputs, outputs, options, parameters and "
+                    "forward FLOPs; totals, .weights size, FLOPs per symbol and per batch, "
+                    "memory; with WEIGHTS its header (version, seen) and whether its size "
+                    "fits the cfg.")
+    i.add_argument("cfg", metavar="CFG")
+    i.add_argument("weights", metavar="WEIGHTS", nargs="?", default=None)
+    i.add_argument("--lenient", action="store_true",
+                   help="Darknet's fallbacks for unknown names in the cfg")
+    i.set_defaults(func=cmd_info)
 
     sub.add_parser("bench", help="benchmarks (darknet_rnn.bench)", add_help=False)
     sub.add_parser("recipes", help="Darknet's training recipe against each addition "
@@ -536,28 +556,39 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _warning_line
     try:
-        if argv and argv[0] == "bench":
+        if argv[:1] == ["rnn"]:
+            argv = argv[1:]
+        if argv[:1] == ["bench"]:
             return cmd_bench(argv[1:])
         if argv and argv[0] == "recipes":
             from .recipes import main as recipes_main
             return recipes_main(argv[1:])
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        ignored = []
+        args, extra = parser.parse_known_args(translate(argv, value_options(parser), ignored))
+        if extra:
+            cmd = f" {args.command}" if getattr(args, "command", None) else ""
+            raise UsageError(f"{args.command}: unrecognized arguments: {' '.join(extra)} "
+                             f"({DARKNET_SPELLING}; see {PROG}{cmd} --help)")
+        for opt in ignored:
+            warnings.warn(f"{opt} is not used by {args.command} (Darknet ignores it too)")
         return args.func(args)
     except UsageError as e:
-        _say(f"{PROG}: error: {e}")
+        _say(f"{PROG}: error: {_one_line(e)}")
         return EXIT_USAGE
     except NativeError as e:
-        _say(f"{PROG}: error: {e}")
+        _say(f"{PROG}: error: {_one_line(e)}")
         return 1
     except DarknetError as e:
-        _say(f"{PROG}: error: {e}")
+        _say(f"{PROG}: error: {_one_line(e)}")
         return EXIT_USAGE
     except OSError as e:
         if isinstance(e, BrokenPipeError):
             _quiet_stdout()
             return 0
-        where = f"{e.filename}: " if e.filename else ""
-        _say(f"{PROG}: error: {where}{e.strerror or e}")
+        msg = e.strerror or str(e)
+        where = f"{e.filename}: " if e.filename and str(e.filename) not in msg else ""
+        _say(f"{PROG}: error: {_one_line(where + msg)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _say("")

@@ -1,5 +1,5 @@
 """Darknet's layers on the C core: ConnectedLayer, RNNLayer, SoftmaxLayer,
-CostLayer.
+CostLayer, DropoutLayer.
 
 Same classes, methods and attribute names as darknet_rnn.reference (the
 NumPy twin). Every parameter and buffer is a float32 NumPy array that the C
@@ -367,4 +367,76 @@ class CostLayer:
         check(lib.dn_cost_backward(self._c, fptr(prev_delta)), "cost backward")
 
 
-__all__ = ["ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer", "ACTIVATIONS", "COST_TYPES"]
+class DropoutLayer:
+    """Darknet's [dropout]: in training, each element is zeroed with
+    `probability` and the others are scaled by 1/(1 - probability), the mask
+    drawn with rand_uniform(0, 1) from `rng` (a GlibcRandom: the network's
+    rand() stream); in inference the input passes unchanged, nothing drawn.
+
+    output, delta: the previous layer's output and delta, as Darknet wires
+    the layer (forward then rewrites that output in place, backward masks
+    that delta in place); None gives the layer its own buffers (out of place:
+    output = mask(input), prev_delta += mask(delta)). `rand` keeps the draws
+    of the last training forward.
+    """
+    type = "dropout"
+
+    output = _Buffer()
+    delta = _Buffer()
+    rand = _Buffer()
+
+    def __init__(self, batch, inputs, probability=0.5, rng=None, output=None, delta=None):
+        from ._randstate import STATE_WORDS
+        self.batch = positive_int(batch, "batch")
+        self.inputs = self.outputs = positive_int(inputs, "inputs")
+        p = float(np.float32(probability))
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"probability must be in [0, 1), got {probability}")
+        self.probability = p
+        self.scale = float(np.float32(1.0 / (1.0 - p)))     # 1./(1.-probability), to float
+        self.rng = rng
+        shape = (self.batch, self.inputs)
+        self._output = (np.zeros(shape, np.float32) if output is None
+                        else check_array(output, "output", *shape, writable=True))
+        self._delta = (np.zeros(shape, np.float32) if delta is None
+                       else check_array(delta, "delta", *shape, writable=True))
+        self._rand = np.zeros(shape, np.float32)
+        self._state = np.zeros(STATE_WORDS, np.uint32)
+        self._c = c = ffi.new("dn_dropout *")
+        c.n = self.batch * self.inputs
+        c.probability = p
+        c.scale = self.scale
+        c.rand = fptr(self._rand)
+
+    def forward(self, input, train=True):
+        """input (batch, inputs). In place when input is the layer's output."""
+        from ._randstate import get_state, set_state
+        check_array(input, "input", self.batch, self.inputs)
+        if not train:
+            check(lib.dn_dropout_forward(self._c, ffi.NULL, fptr(input), fptr(self._output), 0),
+                  "dropout forward")
+            return
+        if self.rng is None:
+            raise ValueError("a dropout layer needs rng= (a GlibcRandom) to train")
+        get_state(self.rng, self._state)
+        st = ffi.cast("unsigned int *", ffi.from_buffer(self._state))
+        check(lib.dn_dropout_forward(self._c, st, fptr(input), fptr(self._output), 1),
+              "dropout forward")
+        set_state(self.rng, self._state)
+
+    def backward(self, prev_delta):
+        """Mask prev_delta in place when it is the layer's delta; otherwise
+        prev_delta += mask(delta). None: nothing to do."""
+        if prev_delta is None:
+            return
+        check_array(prev_delta, "prev_delta", self.batch, self.inputs, writable=True)
+        check(lib.dn_dropout_backward(self._c, fptr(self._delta), fptr(prev_delta)),
+              "dropout backward")
+
+    def __repr__(self):
+        return (f"DropoutLayer(batch={self.batch}, inputs={self.inputs}, "
+                f"probability={self.probability:g})")
+
+
+__all__ = ["ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer", "DropoutLayer",
+           "ACTIVATIONS", "COST_TYPES"]

@@ -69,12 +69,15 @@ class Network:
         self.ctx = ctx
         build = BuildContext(backend=backend, module=backend_module(backend),
                              streams=self.streams, time_steps=self.time_steps,
-                             fixes=self.fixes, ctx=ctx, dtype=self.dtype,
+                             fixes=self.fixes, ctx=ctx, dtype=self.dtype, rng=self.rng,
                              stateful=bool(stateful))
         self.stateful = bool(stateful)
         # the registry entry of each layer: every per-type decision goes through it
         self.kinds = [layer_type(ls.type) for ls in spec.layers]
-        self.layers = [k.build(ls, build) for k, ls in zip(self.kinds, spec.layers)]
+        self.layers = []
+        for k, ls in zip(self.kinds, spec.layers):
+            build.previous = self.layers[-1] if self.layers else None
+            self.layers.append(k.build(ls, build))
         outs = [i for i, k in enumerate(self.kinds) if k.network_output]
         if not outs:
             raise CfgError(f"{spec.path}: the network has no layer besides [cost]")

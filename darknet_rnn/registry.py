@@ -86,6 +86,8 @@ class BuildContext:
     ctx: object = None      # native: the execution Context (None: default)
     dtype: object = None    # NumPy backends: float32 or float64
     stateful: bool = False  # recurrent layers carry their state across training calls
+    rng: object = None      # the network's rand() stream (layers that draw at run time)
+    previous: object = None  # the layer built just before (layers that alias its buffers)
 
     @property
     def batch(self):
@@ -178,6 +180,30 @@ class LayerType:
     def set_temperature(self, layer, temperature) -> None:
         """Sampling temperature (only softmax has one)."""
 
+    # ---- describing (the table printed at load, `darknet-rnn info`) -----------
+    def darknet_lines(self, ls: LayerSpec) -> List[str]:
+        """The line(s) Darknet prints for the layer while it reads the cfg
+        (after the layer number)."""
+        return [ls.section]
+
+    def describe(self, ls: LayerSpec) -> str:
+        """The layer's options in a few words."""
+        return ""
+
+    def cost_unit(self, ls: LayerSpec) -> Optional[str]:
+        """What the layer's cost sums per row: "nats" (cross-entropy of the
+        true next symbol), the [cost] type, or None (no cost)."""
+        return None
+
+
+def _connected_line(inputs, outputs):
+    return f"connected                            {inputs:4d}  ->  {outputs:4d}"
+
+
+def _dense_words(ls, *extra):
+    words = [ls.activation] + (["batch_normalize"] if ls.batch_normalize else []) + list(extra)
+    return ", ".join(words)
+
 
 def _bn_one_row(ls, layer, what):
     if ls.batch_normalize and layer.batch == 1:
@@ -225,6 +251,13 @@ class Connected(LayerType):
     def backward(self, layer, inp, prev_delta, fixes):
         from .fixes import FIX_BN_GRADIENT
         layer.backward(inp, prev_delta, fixes=fixes & FIX_BN_GRADIENT)
+
+    def darknet_lines(self, ls):
+        return [_connected_line(ls.inputs, ls.outputs)]
+
+    def describe(self, ls):
+        lr = [] if ls.learning_rate_scale == 1 else [f"learning_rate={ls.learning_rate_scale:g}"]
+        return _dense_words(ls, *lr)
 
 
 @register
@@ -285,6 +318,14 @@ class RNN(LayerType):
         layer.record_grad_norms = bool(on)
         return True
 
+    def darknet_lines(self, ls):
+        return ([f"RNN Layer: {ls.inputs} inputs, {ls.outputs} outputs"]
+                + ["\t\t" + _connected_line(i, ls.outputs)
+                   for i in (ls.inputs, ls.outputs, ls.outputs)])
+
+    def describe(self, ls):
+        return _dense_words(ls, *(["shortcut"] if ls.shortcut else []))
+
 
 @register
 class Softmax(LayerType):
@@ -320,6 +361,17 @@ class Softmax(LayerType):
     def set_temperature(self, layer, temperature):
         layer.temperature = temperature
 
+    def darknet_lines(self, ls):
+        return [f"softmax                                        {ls.inputs:4d}"]
+
+    def describe(self, ls):
+        words = [f"groups={ls.groups}"] if ls.groups != 1 else []
+        words += [f"temperature={ls.temperature:g}"] if ls.temperature != 1 else []
+        return ", ".join(words + (["noloss"] if ls.noloss else ["cross-entropy"]))
+
+    def cost_unit(self, ls):
+        return None if ls.noloss else "nats"
+
 
 @register
 class Cost(LayerType):
@@ -353,3 +405,55 @@ class Cost(LayerType):
 
     def backward(self, layer, inp, prev_delta, fixes):
         layer.backward(prev_delta)
+
+    def darknet_lines(self, ls):
+        return [f"cost                                           {ls.inputs:4d}"]
+
+    def describe(self, ls):
+        return ls.cost_type + ("" if ls.scale == 1 else f", scale={ls.scale:g}")
+
+    def cost_unit(self, ls):
+        return ls.cost_type
+
+
+@register
+class Dropout(LayerType):
+    """Darknet's [dropout]: `probability` (default 0.5). It owns no buffers:
+    Darknet hands it the previous layer's output and delta, so in training it
+    masks and scales that output in place (the previous layer's backward
+    then sees the rewritten values) and masks its delta in place; in
+    inference it is the identity. The mask is drawn from the network's
+    rand() stream. With exact=True the layer works out of place instead, so
+    the previous layer's backward sees its own output (the true gradient)."""
+    name = "dropout"
+    sections = ("[dropout]",)
+
+    def parse(self, r, L, strict, messages):
+        if L.index == 0:
+            raise CfgError(f"{r.path}:{r.section.line}: [dropout] cannot be the first layer: "
+                           "it works on the output of the layer before it")
+        L.outputs = L.inputs
+        p = r.find_float("probability", .5, quiet=False)
+        if not 0.0 <= p < 1.0:
+            raise _err(r, "probability", f"probability={p:g} must be at least 0 and below 1")
+        L.probability = p        # an extra LayerSpec attribute, only on dropout layers
+
+    def build(self, ls, b):
+        prev = b.previous
+        alias = {} if b.fixes else {"output": prev.output, "delta": prev.delta}
+        return b.cls("DropoutLayer", ls.section)(
+            batch=b.batch, inputs=ls.inputs, probability=ls.probability, rng=b.rng,
+            **alias, **b.extra(False))
+
+    def forward(self, layer, inp, truth, train):
+        layer.forward(inp, train=train)
+
+    def backward(self, layer, inp, prev_delta, fixes):
+        layer.backward(prev_delta)
+
+    def darknet_lines(self, ls):
+        return [f"dropout       p = {ls.probability:.2f}               "
+                f"{ls.inputs:4d}  ->  {ls.inputs:4d}"]
+
+    def describe(self, ls):
+        return f"probability={ls.probability:g}"

@@ -1,4 +1,4 @@
-"""Byte-level text for Darknet's char-RNN program (SPEC section 17).
+"""Byte-level text for Darknet's char-RNN program (`darknet rnn`).
 
 The public face of `darknet_rnn.charrnn`: everything `darknet rnn train |
 generate | valid` does with text, as a Python API the command line (cli.py)
@@ -17,7 +17,10 @@ is built on. The code lives in the subpackage:
   cost / net.batch, the 0.9/0.1 moving average) with a callback per
   iteration, on the generic loop of darknet_rnn.training;
 * `generate()` (charrnn.sampling): Darknet's priming and sampling, byte by
-  byte;
+  byte (temp=0: the most likely byte); `generate_ids()` the same over token
+  ids;
+* word-level data (charrnn.tokens): `read_tokenized_data()`, `read_tokens()`
+  (Darknet's -tokenized and -tokens files);
 * `validate()` / `iter_validate()` (charrnn.evaluate): Darknet's `rnn valid`
   arithmetic (float32 running sum of log2 p), and `evaluate_bpc()`, a fast
   batched estimate used for the validation split during training.
@@ -37,7 +40,9 @@ from .charrnn.corpus import TextError, check_text, decode_escapes, default_corpu
 from .charrnn.evaluate import (WORD_BREAKS, ValidResult, evaluate_bpc, format_valid_line,
                                iter_validate, validate)
 from .charrnn.loop import TrainStep, train
-from .charrnn.sampling import SAMPLE_FLOOR, generate, generate_streams, prime, sample_index
+from .charrnn.sampling import (SAMPLE_FLOOR, argmax_index, generate, generate_ids,
+                                generate_streams, prime, sample_index)
+from .charrnn.tokens import check_token_ids, read_tokenized_data, read_tokens
 from .errors import DarknetError
 
 __all__ = [
@@ -52,7 +57,10 @@ __all__ = [
     "WORD_BREAKS", "ValidResult", "evaluate_bpc", "iter_validate", "validate",
     "format_valid_line",
     # sampling
-    "SAMPLE_FLOOR", "prime", "sample_index", "generate", "generate_streams",
+    "SAMPLE_FLOOR", "prime", "sample_index", "argmax_index", "generate", "generate_ids",
+    "generate_streams",
+    # word level
+    "read_tokenized_data", "read_tokens", "check_token_ids",
     # names this module has always made available
     "RAND_MAX", "GlibcRandom", "clock_seed", "DarknetError",
 ]

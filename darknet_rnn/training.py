@@ -6,16 +6,20 @@ for any batch source (not only text).
   number and learning-rate schedule); loss = cost / net.batch and Darknet's
   moving average avg = 0.9 avg + 0.1 loss; hooks run after each iteration.
 * `TrainingRun`: the loop plus checkpoints every N iterations (Darknet's
-  `.backup`), kept copies every N iterations, the final weights, `clear`
-  (count from 0 again), a CSV loss log (appended to when the run continues
-  loaded weights), and SIGINT/SIGTERM handling (first signal: finish the
-  iteration, save a checkpoint, stop; second signal: abort without saving).
+  `.backup`), kept copies every N iterations, the final weights, the best
+  weights by a validation figure (`_best.weights`), `clear` (count from 0
+  again), a CSV loss log (appended to when the run continues loaded
+  weights), and SIGINT/SIGTERM handling (first signal: finish the
+  iteration, save a checkpoint, stop - work inside the iteration can ask
+  `run.stop_requested` to cut itself short; second signal: abort without
+  saving).
 
 A batch source is an object with `next_batch()` returning (x, y) -- or any
 further arguments `net.train` takes, as one tuple -- or any iterable of such
 tuples (the run ends early when it is exhausted). If it has
-`after_iteration()`, that is called once after each net.train (before the
-iteration's learning rate is read) and its result is handed to `make_step`.
+`after_iteration()`, that is called once after each net.train (after the
+iteration's learning rate is read, as Darknet prints the rate before its
+streams jump) and its result is handed to `make_step`.
 
 Invariant: nothing here knows what the data is; a program adds its own step
 fields with `make_step`, its own checks with hooks and its own loss-log
@@ -33,15 +37,34 @@ import numpy as np
 
 from .checkpoint import state_path
 
-__all__ = ["BACKUP", "EXIT_INTERRUPT", "FINAL", "INTERRUPT_NOTE", "STEP_COLUMNS", "LossLog",
+__all__ = ["BACKUP", "BEST", "EXIT_INTERRUPT", "FINAL", "INTERRUPT_NOTE", "STEP_COLUMNS",
+           "LossLog", "gradient_columns",
            "RunResult", "Step", "StopFlag", "TrainingRun", "darknet_paths", "keep_suffix",
            "train_loop"]
 
 EXIT_INTERRUPT = 130            # exit status after SIGINT (128 + SIGINT)
 BACKUP = ".backup"              # Darknet's checkpoint suffix
 FINAL = "_final.weights"        # Darknet's final weights suffix
+BEST = "_best.weights"          # the best weights by validation (not Darknet's)
 INTERRUPT_NOTE = ("interrupted: saving a checkpoint after this iteration "
                   "(interrupt again to abort without saving)")
+
+
+def gradient_columns(net, per_step=False):
+    """Loss-log columns for gradient statistics, read after each step: the
+    pre-clip global norm (`grad_norm`, when the network clips) and, with
+    per_step, the norm of the gradient reaching each recurrent layer's state
+    at each time step (`state_grad_L<layer>_t<step>`; switches recording on)."""
+    cols = []
+    if getattr(net, "clip", None) is not None:
+        cols.append(("grad_norm", lambda s: f"{net.clip.last_norm:.6g}"))
+    if per_step:
+        net.record_grad_norms()
+        for i, norms in net.grad_norms().items():
+            for t in range(norms.shape[0]):
+                cols.append((f"state_grad_L{i}_t{t}",
+                             lambda s, i=i, t=t: f"{net.layers[i].grad_norms[t]:.6g}"))
+    return tuple(cols)
 
 
 def keep_suffix(iteration):
@@ -135,9 +158,12 @@ def train_loop(net, source, *, max_batches=None, make_step=None,
         avg = loss if avg is None else avg
         avg = np.float32(float(avg) * .9 + float(loss) * .1)
         seconds = time.perf_counter() - t0
+        # Darknet prints the rate (the `random` policy draws from the rand()
+        # stream) before the streams jump (more draws)
+        rate = float(net.current_rate())
         report = src.after()
         step = Step(iteration=iteration, loss=float(loss), avg_loss=float(avg),
-                    rate=float(net.current_rate()), seconds=seconds, seen=int(net.seen),
+                    rate=rate, seconds=seconds, seen=int(net.seen),
                     batch_number=int(net.current_batch()), max_batches=max_batches)
         if make_step is not None:
             step = make_step(step, report)
@@ -164,17 +190,35 @@ STEP_COLUMNS = (
 class LossLog:
     """A CSV loss log: a header of column names, then one row per step
     (columns are (name, value_of_step) pairs), flushed after every row.
-    append=True continues an existing non-empty file without a new header."""
+    append=True continues an existing non-empty file without a new header
+    (a file with other columns is first rewritten with these: values moved
+    by column name, empty where it had none)."""
 
     def __init__(self, path, columns=STEP_COLUMNS, append=False):
         self.path = os.fspath(path)
         self.columns = tuple(columns)
         fresh = not (append and os.path.exists(self.path) and os.path.getsize(self.path) > 0)
+        if not fresh:
+            self._adopt_header()
         self._f = open(self.path, "w" if fresh else "a", newline="")
         self._w = csv.writer(self._f)
         if fresh:
             self._w.writerow([name for name, _ in self.columns])
             self._f.flush()
+
+    def _adopt_header(self):
+        names = [name for name, _ in self.columns]
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or rows[0] == names:
+            return
+        old = rows[0]
+        with open(self.path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(names)
+            for r in rows[1:]:
+                have = dict(zip(old, r))
+                w.writerow([have.get(n, "") for n in names])
 
     def row(self, step):
         self._w.writerow([value(step) for _, value in self.columns])
@@ -237,6 +281,8 @@ class RunResult:
     saved: Optional[str] = None      # final weights, or the checkpoint after a signal
     signum: Optional[int] = None     # the signal that stopped the run
     aborted: bool = False            # a second signal: stopped without saving
+    best: Optional[float] = None     # the best validation figure (lower is better)
+    best_path: Optional[str] = None  # where its weights are
 
     @property
     def stopped(self):
@@ -277,9 +323,13 @@ class TrainingRun:
       sidecar (<weights>.state: momentum/Adam state, rand() stream, carried
       states, and the source's state() if it has one), so that a run resumed
       with resume_state() continues bit for bit (darknet_rnn.checkpoint).
-    on_save(path, step, kind): after each periodic save, kind "keep" or
-      "backup"; on_signal(signum): at the first signal (default: a note on
-      stderr).
+    best_of(step) -> float or None: a figure to minimise (a validation
+      loss); whenever a step's is lower than every earlier one (and than
+      `best_so_far`, e.g. from the log of the run being resumed), the weights
+      go to path_for("_best.weights") too.
+    on_save(path, step, kind): after each periodic save, kind "keep",
+      "backup" or "best"; on_signal(signum): at the first signal (default: a
+      note on stderr).
     """
 
     def __init__(self, net, source, *, path_for: Callable[[str], str],
@@ -287,6 +337,8 @@ class TrainingRun:
                  hooks: Sequence[Hook] = (), resumed=False, clear=False,
                  log_path=None, log_columns=STEP_COLUMNS, writer=True,
                  handle_signals=True, save_state=False,
+                 best_of: Optional[Callable[[Any], Any]] = None,
+                 best_so_far: Optional[float] = None,
                  on_save: Optional[Callable[[str, Any, str], Any]] = None,
                  on_signal: Optional[Callable[[int], Any]] = _default_on_signal):
         for name, value in (("save_every", save_every), ("keep_every", keep_every)):
@@ -313,6 +365,9 @@ class TrainingRun:
         self.save_state = bool(save_state)
         self.on_save = on_save
         self.on_signal = on_signal
+        self.best_of = best_of
+        self.best = best_so_far
+        self.best_path = None
         self.last = None
         self._stop = None
         self._log = None
@@ -348,6 +403,16 @@ class TrainingRun:
                 self._saved(self._save(self.path_for(keep_suffix(it))), step, "keep")
             if self.save_every and it % self.save_every == 0:
                 self._saved(self._save(self.path_for(BACKUP)), step, "backup")
+            value = self.best_of(step) if self.best_of is not None else None
+            if value is not None and value == value and (self.best is None or value < self.best):
+                self.best = float(value)
+                self.best_path = self._save(self.path_for(BEST))
+                self._saved(self.best_path, step, "best")
+        return self.stop_requested
+
+    @property
+    def stop_requested(self):
+        """True once a signal asked the running run to stop."""
         return self._stop is not None and self._stop.signum is not None
 
     def _saved(self, path, step, kind):
@@ -369,10 +434,12 @@ class TrainingRun:
                                make_step=self.make_step,
                                hooks=(*self.hooks, self._after_step))
                 except KeyboardInterrupt:
-                    return RunResult(last=self.last, aborted=True)
+                    return RunResult(last=self.last, aborted=True, best=self.best,
+                                     best_path=self.best_path)
                 suffix = FINAL if stop.signum is None else BACKUP
                 path = self._save(self.path_for(suffix)) if self.writer else None
-                return RunResult(last=self.last, saved=path, signum=stop.signum)
+                return RunResult(last=self.last, saved=path, signum=stop.signum,
+                                 best=self.best, best_path=self.best_path)
         finally:
             self._stop = None
             if self._log is not None:

@@ -12,6 +12,7 @@ through the public Network API:
 A new layer type joins by adding a row (its cfg section, and whether its
 forward is smooth enough for finite differences).
 """
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,11 @@ ROWS = [
     Row("rnn-leaky-bn-shortcut", "[rnn]\noutput=4\nactivation=leaky\nbatch_normalize=1\n"
         "shortcut=1\n", fd=False),
     Row("rnn-one-step", "[rnn]\noutput=3\nactivation=tanh\n", steps=1, streams=2),
+    # in place on the previous layer's output and delta; its mask is random, so
+    # finite differences of a re-drawn forward mean nothing (tests/test_dropout.py
+    # checks the exact gradient with the mask held fixed)
+    Row("dropout-between-rnns", "[rnn]\noutput=5\nactivation=tanh\n[dropout]\nprobability=0.4\n"
+        "[rnn]\noutput=4\nactivation=logistic\n", fd=False),
 ]
 HEADS = {"softmax": "[connected]\noutput=3\nactivation=linear\n[softmax]\n",
          "cost": "[connected]\noutput=3\nactivation=linear\n[cost]\ntype=sse\n"}
@@ -156,6 +162,6 @@ def test_registry_covers_every_section_the_cfg_reader_accepts():
     from darknet_rnn.cfg import LAYER_TYPES
     from darknet_rnn.registry import REGISTRY
     assert set(LAYER_TYPES.values()) == set(REGISTRY)
-    tested = {"[" + r.sections.split("[")[1].split("]")[0] + "]" for r in ROWS}
+    tested = {m for r in ROWS for m in re.findall(r"^\[[a-z]+\]", r.sections, re.M)}
     tested |= {"[softmax]", "[cost]", "[connected]"}
     assert {LAYER_TYPES[s] for s in tested} == set(REGISTRY), "a layer type has no table row"

@@ -64,6 +64,10 @@ def _timeit(fn, reps):
     return out
 
 
+PAUSE = 0.15       # seconds between timed blocks (see _interleaved); --quick: QUICK_PAUSE
+QUICK_PAUSE = 0.01
+
+
 def _interleaved(fns, rounds, reps_of=None, calls=1, warmup=False):
     """{name: [seconds...]}: per round, each implementation runs a block of
     `calls` timed calls, round-robin. Between blocks the process sleeps a
@@ -77,7 +81,7 @@ def _interleaved(fns, rounds, reps_of=None, calls=1, warmup=False):
         for k, fn in fns.items():
             if reps_of and r >= reps_of.get(k, rounds):
                 continue
-            time.sleep(0.15)
+            time.sleep(PAUSE)
             if warmup:
                 fn()
             times[k] += _timeit(fn, calls)
@@ -94,14 +98,16 @@ def _stats(ts, flops=None):
     return d
 
 
-def _bandwidth():
-    """Best of: summing a 512 MB array, and sgemv over a 256 MB matrix (GB/s)."""
+def _bandwidth(quick=False):
+    """Best of: summing a 512 MB array, and sgemv over a 256 MB matrix (GB/s);
+    quick: 64 MB and 64 MB (less exact: caches weigh more)."""
     import numpy as np
-    big = np.ones(128 * 2**20, dtype=np.float32)
+    big = np.ones((16 if quick else 128) * 2**20, dtype=np.float32)
     big.sum()
     t_sum = min(_timeit(big.sum, 5))
-    m = np.ones((8192, 8192), dtype=np.float32)
-    v = np.ones(8192, dtype=np.float32)
+    n = 4096 if quick else 8192
+    m = np.ones((n, n), dtype=np.float32)
+    v = np.ones(n, dtype=np.float32)
     m @ v
     t_mv = min(_timeit(lambda: m @ v, 5))
     return max(big.nbytes / t_sum, m.nbytes / t_mv) / 1e9
@@ -116,8 +122,9 @@ def _gemm_bench(threads, rounds, quick):
     rng = np.random.default_rng(0)
     shapes = [(m, n, k) for m in (32, 2048) for n in (256, 512) for k in (256, 512)]
     if quick:
-        shapes = [(32, 256, 256), (2048, 512, 512)]
-    shapes.append((1024, 1024, 1024))
+        shapes = [(32, 256, 256), (512, 512, 512)]
+    else:
+        shapes.append((1024, 1024, 1024))
     cases = {"NT": (0, 1), "TN": (1, 0), "NN": (0, 0)}
     rows = []
     for (m, n, k) in shapes:
@@ -143,7 +150,7 @@ def _gemm_bench(threads, rounds, quick):
             err = float(np.max(np.abs(c - out)) / (np.max(np.abs(out)) + 1e-30))
             if err > 1e-4:
                 raise RuntimeError(f"GEMM {name} {m}x{n}x{k}: native and numpy disagree ({err:.2e})")
-            reps = max(3, min(50, int(2e9 / (2 * m * n * k))))
+            reps = max(3, min(10 if quick else 50, int(2e9 / (2 * m * n * k))))
             t = _interleaved({"native": native, "numpy": numpy}, rounds, calls=reps, warmup=True)
             flops = 2 * m * n * k
             rows.append({"case": name, "M": m, "N": n, "K": k, "max_rel_err": err,
@@ -250,14 +257,17 @@ def child(args):
     import numpy as np
 
     from ..info import build_info
+    global PAUSE
     t0 = time.perf_counter()
     quick = args.quick
+    if quick:
+        PAUSE = QUICK_PAUSE
     tr = QUICK_TRAIN if quick else TRAIN_LAYERS
     gen = QUICK_GEN if quick else GEN_LAYERS
     out = {"threads": args.threads, "build_info": build_info(), "numpy": np.__version__,
            "env": {k: os.environ.get(k, "") for k in
                    ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")}}
-    out["bandwidth_gbs"] = _bandwidth()
+    out["bandwidth_gbs"] = _bandwidth(quick)
     out["gemm"] = _gemm_bench(args.threads, args.rounds, quick)
     out["peak_gflops"] = max(max(r["native"]["gflops"], r["numpy"]["gflops"]) for r in out["gemm"])
     out["train"] = _train_bench(args.threads, args.rounds, tr, 1 if not quick else args.rounds)
@@ -339,39 +349,46 @@ def report(runs, cmd):
 
 
 def plot(runs, path):
-    import numpy as np
-
-    from ..plot import BLACK, COLORS, WHITE, draw_text, write_png
+    from ..plot import bar_chart
     bars = []
     for r in runs:
         for k, s in r["train"]["results"].items():
             bars.append((f"train {k} {r['threads']}t", s["median"]))
-    w, h = 760, 40 + 22 * len(bars)
-    img = np.full((h, w, 3), WHITE, dtype=np.uint8)
-    draw_text(img, 10, 8, "training step, median seconds (shorter is faster)", BLACK)
-    top = max(v for _, v in bars)
-    for i, (label, v) in enumerate(bars):
-        y = 30 + 22 * i
-        draw_text(img, 10, y + 4, label, BLACK)
-        length = int(400 * v / top)
-        img[y:y + 14, 230:230 + max(1, length)] = COLORS[i % len(COLORS)]
-        draw_text(img, 236 + length, y + 4, f"{v:.3f}", BLACK)
-    write_png(path, img)
+    bar_chart(path, bars, title="training step, median seconds (shorter is faster)",
+              xlabel="seconds")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="darknet-rnn bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", default="1,2", help="thread counts, comma separated (default 1,2)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    p.add_argument("--chars", type=int, default=200, help="bytes per generation round")
-    p.add_argument("--streams", default="32", help="batched generation stream counts")
-    p.add_argument("--quick", action="store_true", help="small shapes (a smoke run)")
-    p.add_argument("--json", default="bench.json", help="where to write the JSON results")
-    p.add_argument("--plot", metavar="PNG", help="also write a bar chart")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds (default 5; --quick: 2)")
+    p.add_argument("--chars", type=int, default=None,
+                   help="bytes per generation round (default 200; --quick: 40)")
+    p.add_argument("--streams", default=None,
+                   help="batched generation stream counts (default 32; --quick: 8)")
+    p.add_argument("--quick", action="store_true",
+                   help="small shapes and few rounds: a smoke run of about 15 s")
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="also write the results as JSON to FILE (default: no file)")
+    p.add_argument("--plot", metavar="PNG",
+                   help="also write a bar chart (needs matplotlib: pip install "
+                        "\"darknet_rnn[plot]\")")
     p.add_argument("--keep-coretype", action="store_true",
                    help="keep OPENBLAS_CORETYPE from the environment (default: unset it)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 5
+    if args.chars is None:
+        args.chars = 40 if args.quick else 200
+    if args.streams is None:
+        args.streams = "8" if args.quick else "32"
+    if args.plot and not args.child:
+        from ..plot import MISSING, available
+        if not available():
+            print(f"darknet-rnn bench: error: {MISSING}", file=sys.stderr)
+            return 2
     if args.child:
         args.threads = int(args.threads)
         args.streams = [int(s) for s in args.streams.split(",") if s]
@@ -395,8 +412,9 @@ def main(argv=None):
         runs.append(json.loads(res.stdout))
     cmd = "darknet-rnn bench " + " ".join(argv if argv is not None else sys.argv[1:])
     print(report(runs, cmd.strip()))
-    with open(args.json, "w") as f:
-        json.dump({"command": cmd, "runs": runs}, f, indent=1)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": cmd, "runs": runs}, f, indent=1)
     if args.plot:
         plot(runs, args.plot)
     return 0

@@ -115,41 +115,48 @@ def init_draws(net) -> int:
 # --------------------------------------------------------------------------
 # batches
 
-def one_hot(indices, out=None):
-    """float32 one-hot rows over 256 bytes, shape indices.shape + (256,)."""
+def one_hot(indices, out=None, width=VOCAB):
+    """float32 one-hot rows over `width` symbols (256 bytes by default),
+    shape indices.shape + (width,)."""
     indices = np.asarray(indices, dtype=np.intp)
     if out is None:
-        out = np.zeros(indices.shape + (VOCAB,), dtype=np.float32)
+        out = np.zeros(indices.shape + (int(width),), dtype=np.float32)
     else:
         out.fill(0.0)
     np.put_along_axis(out, indices[..., None], np.float32(1.0), axis=-1)
     return out
 
 
-def get_batch(text, offsets, streams, steps):
+def get_batch(text, offsets, streams, steps, vocab=None):
     """One batch in Darknet's layout, advancing `offsets` in place.
 
     text: bytes (or uint8 array) of length L; offsets: int64 array (streams,).
     Returns x, y float32 (steps, streams, 256): x[t, s] is the byte at
     offsets[s] + t, y[t, s] the byte after it (indices modulo L, as Darknet
     wraps). Afterwards offsets[s] += steps (mod L). TextError on a zero byte.
+    vocab: word-level data (Darknet's -tokenized): text is an integer array
+    of token ids in [0, vocab) (0 allowed) and the rows are vocab wide.
     """
-    data = _as_array(text)
+    data = _as_array(text, tokens=vocab is not None)
     n = data.shape[0]
     offsets = _check_offsets(offsets, streams)
     pos = (offsets[None, :] + np.arange(steps, dtype=np.int64)[:, None]) % n  # (steps, streams)
     curr = data[pos]
     nxt = data[(pos + 1) % n]
-    if not (curr.all() and nxt.all()):
+    if vocab is None and not (curr.all() and nxt.all()):
         bad = pos[curr == 0][0] if not curr.all() else (pos[nxt == 0][0] + 1) % n
         raise TextError(f"bad char: zero byte at offset {int(bad)}")
     offsets[:] = (offsets + steps) % n
-    return one_hot(curr), one_hot(nxt)
+    width = VOCAB if vocab is None else vocab
+    return one_hot(curr, width=width), one_hot(nxt, width=width)
 
 
-def _as_array(text):
+def _as_array(text, tokens=False):
     if isinstance(text, np.ndarray):
-        if text.dtype != np.uint8 or text.ndim != 1:
+        if tokens:
+            if text.ndim != 1 or not np.issubdtype(text.dtype, np.integer):
+                raise TypeError("token data must be a 1-D integer array")
+        elif text.dtype != np.uint8 or text.ndim != 1:
             raise TypeError("text array must be 1-D uint8")
         data = text
     else:
@@ -173,21 +180,31 @@ class CharBatcher:
     next_batch() -> (x, y) as get_batch; jump() then gives every stream, in
     order, a 1/64 chance (rand() % 64 == 0) to move to a new random offset
     (rand_size_t() % L), and returns the indices of the streams that jumped.
+    vocab: word-level data (an integer array of token ids below vocab), as
+    Darknet's `rnn train -tokenized`.
     """
 
-    def __init__(self, text, streams, steps, rng=None):
-        if not isinstance(text, np.ndarray):
+    def __init__(self, text, streams, steps, rng=None, vocab=None):
+        self.vocab = None if vocab is None else int(vocab)
+        if self.vocab is not None:
+            text = np.asarray(text)
+            if text.size and (text.min() < 0 or text.max() >= self.vocab):
+                bad = int(np.flatnonzero((text < 0) | (text >= self.vocab))[0])
+                raise TextError(f"token {int(text[bad])} at position {bad} is outside "
+                                f"[0, {self.vocab}) (the network's inputs)")
+        elif not isinstance(text, np.ndarray):
             text = np.frombuffer(check_text(text), dtype=np.uint8)
         elif not text.all():
             raise TextError(f"text: bad char: zero byte at offset {int(np.argmin(text))}")
-        self.data = _as_array(text)
+        self.data = _as_array(text, tokens=self.vocab is not None)
         self.streams = int(streams)
         self.steps = int(steps)
         need = self.streams * self.steps + 1
         if self.data.shape[0] < need:
+            unit = "bytes" if self.vocab is None else "tokens"
             raise TextError(
-                f"text has {self.data.shape[0]} bytes, shorter than one batch "
-                f"({self.streams} streams x {self.steps} steps + 1 = {need} bytes)")
+                f"text has {self.data.shape[0]} {unit}, shorter than one batch "
+                f"({self.streams} streams x {self.steps} steps + 1 = {need} {unit})")
         self.rng = rng if rng is not None else new_rng()[0]
         n = self.data.shape[0]
         self.offsets = np.array([rand_size_t(self.rng) % n for _ in range(self.streams)],
@@ -197,7 +214,7 @@ class CharBatcher:
         return int(self.data.shape[0])
 
     def next_batch(self):
-        return get_batch(self.data, self.offsets, self.streams, self.steps)
+        return get_batch(self.data, self.offsets, self.streams, self.steps, self.vocab)
 
     def jump(self) -> List[int]:
         n = self.data.shape[0]

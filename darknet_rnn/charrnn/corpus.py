@@ -51,10 +51,15 @@ def load_text(path) -> bytes:
 def split_text(text, valid_fraction):
     """(train, valid): the last `valid_fraction` of the text is held back for
     validation (cut on a byte boundary). valid is b"" when the fraction is 0
-    or the held-back part would be shorter than 2 bytes."""
+    or the held-back part would be shorter than 2 bytes. An array of token
+    ids is split the same way (valid then is an empty array)."""
     if not 0.0 <= valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     n_valid = int(len(text) * valid_fraction)
+    if not isinstance(text, (bytes, bytearray, memoryview)):     # token ids (an array)
+        if n_valid < 2:
+            return text, text[:0]
+        return text[:len(text) - n_valid], text[len(text) - n_valid:]
     if n_valid < 2:
         return bytes(text), b""
     return bytes(text[:len(text) - n_valid]), bytes(text[len(text) - n_valid:])

@@ -1,10 +1,12 @@
 """The char-RNN training loop (Darknet's `rnn train`) on darknet_rnn.training:
 CharBatcher as the batch source, TrainStep as the step (epochs, jumped
 streams, validation), a validation hook, and the loss-log columns.
+(darknet_rnn.charrnn.monitor is the bounded, interruptible evaluation the
+command line uses; `validation_hook` is the simple one of `train()`.)
 """
 import math
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 from ..training import train_loop
 from .batches import CharBatcher, check_byte_network
@@ -24,10 +26,13 @@ class TrainStep:
     batch_number: int    # net.current_batch() after the update
     max_batches: int
     jumped: List[int] = field(default_factory=list)
-    valid: Optional[ValidResult] = None
+    valid: Optional[ValidResult] = None     # validation_hook's result
+    evaluation: Any = None                  # a charrnn.monitor.Evaluation (Monitor)
 
     @property
     def bpc(self):
+        """The training loss in bits (softmax heads): Darknet's training-mode
+        figure, not comparable with an evaluation (see charrnn.monitor)."""
         return self.loss / math.log(2)
 
     def darknet_line(self):
@@ -86,17 +91,30 @@ def validation_hook(net, valid_text, every=0, max_bytes=None):
     return hook
 
 
-# The loss-log columns of `darknet-rnn train` (name, value of a TrainStep).
+def _ev(fmt, get):
+    def value(s):
+        ev = s.evaluation
+        v = None if ev is None else get(ev)
+        return "" if v is None else fmt(v)
+    return value
+
+
+# The loss-log columns of `darknet-rnn train` (name, value of a TrainStep):
+# Darknet's loss (cost / rows, training mode) every iteration; on the rows of
+# an evaluation the same measure of the training and the held-back text, in
+# eval_unit (e.g. bpc).
 LOG_COLUMNS = (
     ("iteration", lambda s: s.iteration),
     ("seen", lambda s: s.seen),
     ("loss", lambda s: f"{s.loss:.6f}"),
     ("avg_loss", lambda s: f"{s.avg_loss:.6f}"),
-    ("bpc", lambda s: f"{s.bpc:.6f}"),
     ("rate", lambda s: f"{s.rate:g}"),
     ("seconds", lambda s: f"{s.seconds:.6f}"),
     ("epochs", lambda s: f"{s.epochs:.6f}"),
-    ("valid_bpc", lambda s: "" if s.valid is None else f"{s.valid.bpc:.6f}"),
+    ("train_eval", _ev(lambda v: f"{v:.6f}", lambda e: e.train)),
+    ("valid_eval", _ev(lambda v: f"{v:.6f}", lambda e: e.valid)),
+    ("eval_unit", _ev(str, lambda e: e.unit.short)),
+    ("eval_seconds", _ev(lambda v: f"{v:.3f}", lambda e: e.seconds)),
 )
 
 

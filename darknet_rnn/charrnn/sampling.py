@@ -1,5 +1,8 @@
 """Darknet's char-RNN sampling: priming with seed text, drawing each byte
-from the softmax with glibc rand() (`rnn generate`), one stream or several.
+from the softmax with glibc rand() (`rnn generate`), one stream or several;
+temp=0 takes the most likely symbol instead (argmax: no rand() draws, the
+same text every time). `generate_ids` is the same over token ids, for
+word-level networks (Darknet's `-tokens`).
 """
 from typing import Iterator, List
 
@@ -13,8 +16,9 @@ SAMPLE_FLOOR = 0.0001   # generate: probabilities below this are set to zero
 
 
 def predict_byte(net, c, buf):
-    """One predict call with byte `c` one-hot in `buf` (a zeroed (256,)
-    float32 array, left zeroed afterwards). Returns the output row."""
+    """One predict call with symbol `c` one-hot in `buf` (a zeroed
+    (net.inputs,) float32 array, left zeroed afterwards). Returns the output
+    row."""
     buf[c] = 1.0
     out = net.predict(buf)
     buf[c] = 0.0
@@ -24,7 +28,9 @@ def predict_byte(net, c, buf):
 def prime(net, seed, echo=None):
     """Feed every byte of `seed` one predict call at a time (outputs
     discarded); echo(byte) is called for each."""
-    buf = np.zeros(VOCAB, dtype=np.float32)
+    if isinstance(seed, str):
+        seed = seed.encode("utf-8")
+    buf = np.zeros(int(getattr(net, "inputs", VOCAB)), dtype=np.float32)
     for c in bytes(seed):
         predict_byte(net, c, buf)
         if echo is not None:
@@ -49,59 +55,101 @@ def sample_index(probs, rng) -> int:
     return int(hit[0]) if hit.size else a.shape[0] - 1
 
 
+def argmax_index(probs) -> int:
+    """The most likely symbol (the first one on a tie)."""
+    return int(np.argmax(np.asarray(probs)))
+
+
 def _check_seed(seed):
+    if isinstance(seed, str):
+        seed = seed.encode("utf-8")
     seed = bytes(seed)
     if not seed:
         raise TextError("the seed text must not be empty")
     return seed
 
 
-def generate(net, seed=b"\n\n", n=1000, temp=0.7, rng=None, echo_seed=True) -> Iterator[bytes]:
-    """Darknet's `rnn generate`, yielding one byte (as a 1-byte bytes) at a time.
+def _check_temp(temp):
+    temp = float(temp)
+    if not temp >= 0.0:
+        raise ValueError(f"temp must be >= 0 (0: the most likely symbol), got {temp}")
+    return temp
 
-    Sets every softmax temperature to `temp`; primes with all seed bytes but
-    the last (one predict call each; yielded when echo_seed), yields the last
-    seed byte, then `n` times: feed the current byte, sample the next with
-    sample_index, yield it. The state carries from call to call (it is not
-    reset first: reset_state() before for a fresh start). rng: an object
-    with glibc rand() (None: clock-seeded GlibcRandom).
-    The net must have streams*time_steps == 1; see generate_streams.
-    """
-    check_byte_network(net)
-    seed = _check_seed(seed)
-    if int(net.streams) * int(net.time_steps) != 1:
-        raise TextError("generation feeds one byte per call: the network needs batch=1 "
-                        f"and time_steps=1 (has {net.streams} streams x {net.time_steps} steps)")
+
+def _sampler(net, temp, rng):
+    """Set the temperature; the function picking a symbol from an output row."""
+    temp = _check_temp(temp)
+    if temp == 0.0:
+        net.set_temperature(1.0)       # argmax does not depend on it
+        return lambda out: argmax_index(out)
     if rng is None:
         rng = new_rng()[0]
     net.set_temperature(temp)
-    buf = np.zeros(VOCAB, dtype=np.float32)
+    return lambda out: sample_index(out, rng)
+
+
+def generate_ids(net, seed, n=1000, temp=0.7, rng=None, echo_seed=True) -> Iterator[int]:
+    """Darknet's `rnn generate` over symbol ids (bytes or token ids), one
+    id at a time.
+
+    Sets every softmax temperature to `temp`; primes with all seed ids but
+    the last (one predict call each; yielded when echo_seed), yields the last
+    seed id, then `n` times: feed the current id, pick the next (sample_index
+    with rand() from `rng`; temp=0: argmax_index, nothing drawn), yield it.
+    The state carries from call to call (it is not reset first: reset_state()
+    before for a fresh start). rng: an object with glibc rand() (None:
+    clock-seeded GlibcRandom). The net must have streams*time_steps == 1 and
+    as many outputs as inputs; see generate_streams.
+    """
+    seed = [int(c) for c in seed]
+    if not seed:
+        raise TextError("the seed must not be empty")
+    width = int(net.inputs)
+    if int(net.outputs) != width:
+        raise TextError(f"generation feeds each output back as the next input: the network "
+                        f"needs as many outputs as inputs (has {net.outputs} and {width})")
+    bad = [c for c in seed if not 0 <= c < width]
+    if bad:
+        raise TextError(f"seed symbol {bad[0]} is outside the network's inputs [0, {width})")
+    if int(net.streams) * int(net.time_steps) != 1:
+        raise TextError("generation feeds one symbol per call: the network needs batch=1 "
+                        f"and time_steps=1 (has {net.streams} streams x {net.time_steps} steps)")
+    pick = _sampler(net, temp, rng)
+    buf = np.zeros(width, dtype=np.float32)
     for c in seed[:-1]:
         predict_byte(net, c, buf)
         if echo_seed:
-            yield bytes((c,))
+            yield c
     c = seed[-1]
     if echo_seed:
-        yield bytes((c,))
+        yield c
     for _ in range(int(n)):
-        out = predict_byte(net, c, buf)
-        c = sample_index(out, rng)
+        c = pick(predict_byte(net, c, buf))
+        yield c
+
+
+def generate(net, seed=b"\n\n", n=1000, temp=0.7, rng=None, echo_seed=True) -> Iterator[bytes]:
+    """Darknet's `rnn generate` on bytes, yielding one byte (as a 1-byte
+    bytes) at a time; seed: bytes or str (UTF-8). temp=0: the most likely
+    byte every time. See generate_ids.
+    """
+    check_byte_network(net)
+    seed = _check_seed(seed)
+    for c in generate_ids(net, seed, n, temp, rng, echo_seed):
         yield bytes((c,))
 
 
 def generate_streams(net, seed=b"\n\n", n=1000, temp=0.7, rng=None) -> List[bytes]:
     """net.streams independent samples advanced together (net.time_steps must
     be 1): every stream is primed with the same seed, then each step feeds all
-    current bytes in one predict call and samples stream 0, 1, ... in order.
-    Returns one bytes per stream, seed included."""
+    current bytes in one predict call and samples stream 0, 1, ... in order
+    (temp=0: argmax). Returns one bytes per stream, seed included."""
     check_byte_network(net)
     seed = _check_seed(seed)
     streams = int(net.streams)
     if int(net.time_steps) != 1:
         raise TextError(f"batched generation needs time_steps=1 (has {net.time_steps})")
-    if rng is None:
-        rng = new_rng()[0]
-    net.set_temperature(temp)
+    pick = _sampler(net, temp, rng)
     x = np.zeros((1, streams, VOCAB), dtype=np.float32)
     for c in seed[:-1]:
         x.fill(0.0)
@@ -113,6 +161,6 @@ def generate_streams(net, seed=b"\n\n", n=1000, temp=0.7, rng=None) -> List[byte
         one_hot(current[None, :], out=x)
         out = np.asarray(net.predict(x)).reshape(streams, VOCAB)
         for s in range(streams):
-            current[s] = sample_index(out[s], rng)
+            current[s] = pick(out[s])
             samples[s].append(int(current[s]))
     return [bytes(s) for s in samples]

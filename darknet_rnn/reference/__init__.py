@@ -39,6 +39,7 @@ from ._common import (ACTIVATIONS, BN_BACKWARD_EPS, BN_FORWARD_EPS, COST_TYPES, 
                       SECRET_NUM, activate, gradient)
 from .connected import ConnectedLayer
 from .cost import CostLayer
+from .dropout import DropoutLayer
 from .rnn import RNNLayer
 from .softmax import SoftmaxLayer
 
@@ -47,5 +48,5 @@ __all__ = [
     "FIX_BN_STEP_STATS", "FIX_BN_GRADIENT", "FIX_SOFTMAX_TEMPERATURE", "FIX_ALL",
     "COST_TYPES", "SECRET_NUM", "ACTIVATIONS",
     "activate", "gradient",
-    "ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer",
+    "ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer", "DropoutLayer",
 ]
