@@ -11,6 +11,7 @@ Files are written atomically (a temporary file renamed over the target).
 """
 import csv
 import math
+import re
 import os
 
 from .errors import DarknetError
@@ -67,7 +68,9 @@ def _number(row, key):
 def read_loss_log(csv_path):
     """Columns of a loss log as lists: iteration, avg_loss, train_eval,
     valid_eval (NaN where a row has none) and the evaluation unit."""
-    cols = {"iteration": [], "avg_loss": [], "train_eval": [], "valid_eval": []}
+    cols = {"iteration": [], "avg_loss": [], "train_eval": [], "valid_eval": [],
+            "grad_norm": []}
+    state = {}                     # layer -> {step: [norm per row]} (--grad-stats)
     unit = ""
     with open(csv_path, newline="") as f:
         for row in csv.DictReader(f):
@@ -76,11 +79,37 @@ def read_loss_log(csv_path):
             except (KeyError, TypeError, ValueError):
                 continue
             cols["iteration"].append(it)
-            for key in ("avg_loss", "train_eval", "valid_eval"):
+            for key in ("avg_loss", "train_eval", "valid_eval", "grad_norm"):
                 cols[key].append(_number(row, key))
+            for key in row:
+                m = _STATE_GRAD.match(key or "")
+                if m:
+                    steps = state.setdefault(int(m.group(1)), {})
+                    steps.setdefault(int(m.group(2)), []).append(_number(row, key))
             unit = row.get("eval_unit") or unit
     cols["unit"] = unit
+    # state_grad[layer]: rows (iterations) x time steps
+    cols["state_grad"] = {layer: [list(r) for r in zip(*(steps[t] for t in sorted(steps)))]
+                          for layer, steps in sorted(state.items())}
     return cols
+
+
+_STATE_GRAD = re.compile(r"^state_grad_L(\d+)_t(\d+)$")
+
+
+def _gradient_panel(ax, c):
+    """Per recurrent layer, the norm of the gradient reaching each time
+    step's state: early, middle and last logged iterations, log scale."""
+    for layer, rows in c["state_grad"].items():
+        picks = sorted({0, len(rows) // 2, len(rows) - 1})
+        for k, i in enumerate(picks):
+            ax.semilogy(range(len(rows[i])), rows[i], marker=".", alpha=0.4 + 0.3 * k,
+                        label=f"layer {layer}, iteration {c['iteration'][i]}")
+    ax.set_xlabel("time step t (loss at every step; gradient flows from right to left)")
+    ax.set_ylabel("|dL/dh_t| over the batch")
+    ax.set_title("gradient reaching each step's state")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize="x-small")
 
 
 def plot_loss_log(csv_path, png_path, title=""):
@@ -91,8 +120,14 @@ def plot_loss_log(csv_path, png_path, title=""):
     bits = unit.startswith("bits") or unit == "bpc"
     # Darknet's loss of a softmax head is in nats; shown in bits beside bit figures
     avg = [v / math.log(2) if bits else v for v in c["avg_loss"]]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    grads = bool(c["state_grad"])
+    if grads:
+        fig, (ax, gax) = plt.subplots(2, 1, figsize=(8, 8.5))
+    else:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
     try:
+        if grads:
+            _gradient_panel(gax, c)
         ax.plot(c["iteration"], avg, color="0.6", linewidth=1,
                 label="training loss (Darknet's, moving average; training mode)")
         for key, label, color in (("train_eval", "training text (evaluation)", "tab:blue"),

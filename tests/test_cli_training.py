@@ -99,3 +99,18 @@ def test_recipes_command_prints_one_row_per_recipe(setup):
     assert len(set(bpcs)) > 1, "the recipes train differently"
     r = run("recipes", cfg, "--only", "sgd2")
     assert r.returncode == 2 and b"unknown recipe" in r.stderr
+
+
+def test_grad_stats_are_read_back_for_the_plot(tmp_path):
+    from darknet_rnn.plot import read_loss_log
+    log = tmp_path / "x.loss.csv"
+    log.write_text("iteration,avg_loss,grad_norm,state_grad_L0_t0,state_grad_L0_t1,"
+                   "state_grad_L2_t0,state_grad_L2_t1\n"
+                   "1,5.0,3.5,0.1,0.2,1.0,2.0\n2,4.0,2.5,0.3,0.4,3.0,4.0\n")
+    c = read_loss_log(log)
+    assert c["grad_norm"] == [3.5, 2.5]
+    assert c["state_grad"] == {0: [[0.1, 0.2], [0.3, 0.4]], 2: [[1.0, 2.0], [3.0, 4.0]]}
+    pytest.importorskip("matplotlib", reason="plots need the [plot] extra")
+    from darknet_rnn.plot import plot_loss_log
+    png = plot_loss_log(log, tmp_path / "x.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
