@@ -1,5 +1,5 @@
-"""darknet_rnn.reference - Darknet's CPU [connected], [rnn], [softmax] and [cost]
-layers in plain NumPy.
+"""darknet_rnn.reference - Darknet's CPU [connected], [rnn], [gru], [lstm],
+[softmax] and [cost] layers in plain NumPy.
 
 One module per layer type (connected.py, rnn.py, softmax.py, cost.py) over
 _common.py (C-library math, activations, Darknet-order GEMMs). Two jobs:
@@ -39,6 +39,8 @@ from ._common import (ACTIVATIONS, BN_BACKWARD_EPS, BN_FORWARD_EPS, COST_TYPES, 
                       SECRET_NUM, activate, gradient)
 from .connected import ConnectedLayer
 from .cost import CostLayer
+from .gru import GRULayer
+from .lstm import LSTMLayer
 from .rnn import RNNLayer
 from .softmax import SoftmaxLayer
 
@@ -48,4 +50,5 @@ __all__ = [
     "COST_TYPES", "SECRET_NUM", "ACTIVATIONS",
     "activate", "gradient",
     "ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer",
+    "GRULayer", "LSTMLayer",
 ]
