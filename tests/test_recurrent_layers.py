@@ -273,3 +273,19 @@ def test_fix_bits_are_distinct_and_in_fix_all():
     assert all(b & FIX_ALL == b for b in bits)
     assert all(a & b == 0 for a, b in itertools.combinations(bits, 2))
     assert sum(bits) & 63 == 0                 # none reuses an [rnn]/BN/softmax bit
+
+
+def test_validation_during_training_keeps_the_carried_state(tmp_path):
+    from darknet_rnn.charrnn.evaluate import evaluate_bpc
+    cfg = write(tmp_path, "[gru]\noutput=8\n[lstm]\noutput=8\n", inputs=256,
+                head="[connected]\noutput=256\nactivation=linear\n[softmax]\n")
+    net = darknet_rnn.load_network(cfg, seed=2, exact=True)
+    rng = np.random.default_rng(0)
+    x = np.eye(256)[rng.integers(32, 127, (net.time_steps, net.streams))]
+    net.train(x, np.roll(x, -1, axis=0))
+    before = [a.copy() for a in net.state_arrays()]
+    assert any(np.any(a != 0) for a in before)
+    r = evaluate_bpc(net, b"some validation text, long enough to span several calls")
+    assert np.isfinite(r.bpc) and r.count > 0
+    for a, b in zip(net.state_arrays(), before):
+        assert_bitwise(a, b, "carried state after validation")

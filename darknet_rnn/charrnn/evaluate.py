@@ -29,9 +29,10 @@ def evaluate_bpc(net, text, max_bytes=None) -> ValidResult:
     """Bits per character of `text` under `net`, computed in batches with the
     net's own shape: the text is cut into net.streams contiguous pieces read
     in parallel, net.time_steps bytes per predict call, the recurrent state
-    carried across calls (reset before and after). Log-probabilities are
-    summed in double. A fast estimate for monitoring; `validate` is Darknet's
-    exact procedure."""
+    carried across calls (zeroed before; afterwards the net's own carried
+    state is put back, so validating during training leaves a [gru]/[lstm]
+    trajectory unchanged). Log-probabilities are summed in double. A fast
+    estimate for monitoring; `validate` is Darknet's exact procedure."""
     check_byte_network(net)
     data = np.frombuffer(bytes(text), dtype=np.uint8)
     if max_bytes is not None:
@@ -45,6 +46,8 @@ def evaluate_bpc(net, text, max_bytes=None) -> ValidResult:
     starts = np.arange(streams_used, dtype=np.int64) * piece
     total = 0.0
     count = 0
+    arrays = getattr(net, "state_arrays", None)
+    carried = None if arrays is None else [np.array(a, copy=True) for a in arrays()]
     net.reset_state()
     try:
         for t0 in range(0, piece, steps):
@@ -62,7 +65,11 @@ def evaluate_bpc(net, text, max_bytes=None) -> ValidResult:
                 total += float(np.sum(np.log(p)))
             count += int(p.size)
     finally:
-        net.reset_state()
+        if carried is None:
+            net.reset_state()
+        else:
+            for a, c in zip(arrays(), carried):
+                a[...] = c
     bpc = -total / count / math.log(2)
     return ValidResult(count=count, bpc=bpc, perplexity=2.0 ** bpc)
 
