@@ -394,9 +394,10 @@ _LSTM_NOTE = (
     "[lstm]: training with Darknet's own CPU backward for [lstm] (upstream's CPU build "
     "crashes instead of training). It is not a true gradient: at the first time step it "
     "takes that step's own state as the previous one, its cell-gradient carry leaks from "
-    "one datum into the next, the next datum starts from the state after the first time "
-    "step, and batch norm uses the last step's statistics. Train with exact=True "
-    "(darknet-rnn train --exact) for true backpropagation through time.")
+    "one datum into the next, and the next datum starts from the state after the first "
+    "time step (with batch norm, every step's backward also uses the last step's "
+    "statistics). Train with exact=True (darknet-rnn train --exact) for true "
+    "backpropagation through time.")
 
 
 class _Gated(LayerType):
