@@ -15,7 +15,7 @@ from darknet_rnn.cfg import CfgWarning, parse_cfg_text
 from darknet_rnn.errors import CfgError, DarknetTrainingWarning
 from darknet_rnn.fixes import (FIX_ALL, FIX_BN_GRADIENT, FIX_BN_STEP_STATS, FIX_GRU_BACKWARD,
                                FIX_LSTM_CELL_CARRY, FIX_LSTM_NEXT_STATE, FIX_LSTM_PREV_STATE)
-from conftest import assert_bitwise
+from conftest import KERNELS, assert_bitwise, assert_close
 
 NET = ("[net]\nbatch={streams}\nsubdivisions=1\ntime_steps={steps}\ninputs={inputs}\n"
        "learning_rate=0.1\nmomentum=0.9\ndecay=0.001\nmax_batches=100\n")
@@ -87,6 +87,33 @@ def test_native_equals_twin(tmp_path, layer, fixes, steps, streams):
     for n in nets:
         n.reset_state()
     assert_bitwise(nets[0].predict(x), nets[1].predict(x), "prediction after reset")
+
+
+FAST = [k for k in KERNELS if k != "reference"]
+
+
+@pytest.mark.skipif(not FAST, reason="no fast kernel on this CPU")
+@pytest.mark.parametrize("kernel", FAST)
+@pytest.mark.parametrize("exact", [False, True], ids=["darknet", "exact"])
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_fast_path_within_band(tmp_path, layer, exact, kernel):
+    """The fast path (input-to-gate GEMMs and weight gradients batched over
+    the steps) against the reference kernel, with exact BPTT too: two datums,
+    every parameter, update buffer and carried state within
+    |a-b| <= 1e-5 + 1e-4|b| (summation order only; 5 streams, so batch norm
+    is well conditioned)."""
+    cfg = write(tmp_path, LAYERS[layer], streams=5, steps=4)
+    ref = darknet_rnn.load_network(cfg, seed=8, exact=exact, kernel="reference")
+    fast = darknet_rnn.load_network(cfg, seed=8, exact=exact, kernel=kernel)
+    for d in range(2):
+        x, y = datum(ref, d)
+        lr, lf = quiet_train(ref, x, y), quiet_train(fast, x, y)
+        assert abs(lr - lf) <= 1e-4 * abs(lr) + 1e-5, (d, lr, lf)
+    for p, q in zip(fast.params(), ref.params()):
+        assert_close(p.value, q.value, p.name, rtol=1e-4, atol=1e-5)
+        assert_close(p.grad, q.grad, p.name + " update buffer", rtol=1e-4, atol=1e-5)
+    for i, (a, b) in enumerate(zip(fast.state_arrays(), ref.state_arrays())):
+        assert_close(a, b, f"carried state {i}", rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("layer", ["gru-tanh-bn", "lstm-bn", "stack"])

@@ -1,7 +1,7 @@
 """darknet_rnn.reference - Darknet's CPU [connected], [rnn], [gru], [lstm],
 [softmax] and [cost] layers in plain NumPy.
 
-One module per layer type (connected.py, rnn.py, softmax.py, cost.py) over
+One module per layer type (connected.py, rnn.py, gru.py, lstm.py, softmax.py, cost.py) over
 _common.py (C-library math, activations, Darknet-order GEMMs). Two jobs:
 
 * **Test oracle.** In float32 every operation is done in the precision and in
