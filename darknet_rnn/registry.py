@@ -380,10 +380,10 @@ def _refuse_fork_keys(r, L, extra=None):
             bad.append(opt)
     if bad:
         names = ", ".join(f"'{o.key}={o.value}' (line {o.line})" for o in bad)
-        raise CfgError(f"{r.path}:{bad[0].line}: {L.section} section at line {L.line}: "
-                       f"{names}: not an option of Darknet's {L.section} (AlexeyAB's fork "
-                       "has such options on its [conv_lstm]/[crnn]/[rnn] layers); it is not "
-                       "supported - remove the line(s)")
+        raise CfgError(f"{r.path}:{bad[0].line}: {L.section} at line {L.line}: unsupported "
+                       f"option(s) {names}: these belong to AlexeyAB's fork (its [conv_lstm], "
+                       f"[crnn] and [rnn] layers); Darknet's {L.section} ignores them, so this "
+                       "network would not compute what the fork computes. Remove them.")
 
 
 _GRU_NOTE = (
