@@ -86,23 +86,24 @@ int dn_gru_backward_fast(const dn_ctx *ctx, const dn_gru *l, const float *input,
     const int B = l->batch, T = l->steps, H = l->outputs;
     const long bh = (long)B * H;
     const int bn_fix = l->fixes & DN_FIX_BN_GRADIENT;
-    float *dfs = l->scratch, *g = l->scratch + bh;           /* (B, H) each */
+    float *dfs = l->scratch;                                 /* (B, H) */
     int st;
 #define STATS(t) ((l->fixes & DN_FIX_BN_STEP_STATS) ? (t) : T - 1)
 
     for (int t = T - 1; t >= 0; --t) {
-        if ((st = dn_gru_delta_h(l, t, g))) return st;
-        set_delta(&l->wh, t, g);
-        set_delta(&l->uh, t, g);
+        /* each gate delta goes straight into the w* sublayer's rows, then a copy
+         * into the u* one (the batch norm backward changes them in place) */
+        float *gh = dn_rows(l->wh.delta, t, B, H), *gz = dn_rows(l->wz.delta, t, B, H);
+        float *gr = dn_rows(l->wr.delta, t, B, H);
+        if ((st = dn_gru_delta_h(l, t, gh))) return st;
+        set_delta(&l->uh, t, gh);
         if ((st = dn_connected_backward_pre(&l->wh, t, STATS(t), bn_fix))) return st;
         for (long k = 0; k < bh; ++k) dfs[k] = 0;
         if ((st = step_input_delta(ctx, &l->wh, t, dfs))) return st;
-        if ((st = dn_gru_delta_z(l, t, g))) return st;
-        set_delta(&l->wz, t, g);
-        set_delta(&l->uz, t, g);
-        if ((st = dn_gru_delta_r(l, t, dfs, g))) return st;
-        set_delta(&l->wr, t, g);
-        set_delta(&l->ur, t, g);
+        if ((st = dn_gru_delta_z(l, t, gz))) return st;
+        set_delta(&l->uz, t, gz);
+        if ((st = dn_gru_delta_r(l, t, dfs, gr))) return st;
+        set_delta(&l->ur, t, gr);
         if ((st = dn_connected_backward_pre(&l->wz, t, STATS(t), bn_fix))) return st;
         if ((st = dn_connected_backward_pre(&l->wr, t, STATS(t), bn_fix))) return st;
         if (t > 0) {

@@ -63,7 +63,7 @@ int dn_lstm_backward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *inpu
     const int B = l->batch, T = l->steps, H = l->outputs;
     const long bh = (long)B * H;
     const int bn_fix = l->fixes & DN_FIX_BN_GRADIENT;
-    float *tanh_c = l->scratch, *dc_t = l->scratch + bh, *gate = l->scratch + 2 * bh;
+    float *tanh_c = l->scratch, *dc_t = l->scratch + bh;     /* (B, H) each */
     static const char order[4] = {'o', 'g', 'i', 'f'};
     const dn_connected *w[4] = {&l->wo, &l->wg, &l->wi, &l->wf};
     const dn_connected *u[4] = {&l->uo, &l->ug, &l->ui, &l->uf};
@@ -75,8 +75,8 @@ int dn_lstm_backward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *inpu
         float *dh_prev = t > 0 ? dn_rows(l->delta, t - 1, B, H) : NULL;
         if ((st = dn_lstm_cell_delta(l, t, tanh_c, dc_t))) return st;
         for (int j = 0; j < 4; ++j) {
+            float *gate = dn_rows(w[j]->delta, t, B, H);   /* then a copy for u[j] */
             if ((st = dn_lstm_gate_delta(l, t, order[j], tanh_c, dc_t, gate))) return st;
-            dn_copy(B * H, gate, 1, dn_rows(w[j]->delta, t, B, H), 1);
             dn_copy(B * H, gate, 1, dn_rows(u[j]->delta, t, B, H), 1);
             if ((st = dn_connected_backward_pre(w[j], t, STATS(t), bn_fix))) return st;
             if (dh_prev &&
