@@ -150,7 +150,7 @@ NEEDS_BIT = [
 
 
 @pytest.mark.parametrize("bit,sections", NEEDS_BIT,
-                         ids=[f"bit{b}-{s[1:5]}{'-bn' if 'batch' in s else ''}"
+                         ids=[f"bit{b}-{s.split(']')[0][1:]}{'-bn' if 'batch' in s else ''}"
                               for b, s in NEEDS_BIT])
 def test_each_departure_is_visible(tmp_path, bit, sections):
     errors = relative_errors(network(tmp_path, sections, fixes=FIX_ALL & ~bit), entries=None)
