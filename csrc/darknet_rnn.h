@@ -53,7 +53,11 @@ typedef enum {
     DN_FIX_BN_STEP_STATS = 8,       /* Q5: BN backward uses each step's statistics */
     DN_FIX_BN_GRADIENT = 16,        /* Q6: BN backward is the derivative of its forward */
     DN_FIX_SOFTMAX_TEMPERATURE = 32,/* Q11: softmax delta divided by the temperature */
-    DN_FIX_ALL = 63
+    DN_FIX_GRU_BACKWARD = 64,       /* [gru] backpropagates (Darknet's CPU backward is empty) */
+    DN_FIX_LSTM_PREV_STATE = 128,   /* [lstm] step 0 sees the state the datum started from */
+    DN_FIX_LSTM_CELL_CARRY = 256,   /* [lstm] the cell-gradient carry starts at 0 per backward */
+    DN_FIX_LSTM_NEXT_STATE = 512,   /* [lstm] the next datum starts from the last step's h, c */
+    DN_FIX_ALL = 1023
 } dn_fix;
 
 /* A pool of worker threads (pool.c); opaque. */
@@ -228,5 +232,51 @@ typedef struct dn_dropout {
 int dn_dropout_forward(const dn_dropout *l, unsigned int *rng_state, const float *input,
                        float *output, int train);
 int dn_dropout_backward(const dn_dropout *l, const float *delta, float *prev_delta);
+
+/* ---- [gru] and [lstm] (gru.c, lstm.c; fast paths gru_fast.c, lstm_fast.c) ----
+ * Linear connected sublayers with batch = streams and steps = time steps,
+ * like the [rnn]'s. The recurrent state is carried between calls (Darknet
+ * does not reset it, in training either); `states` keeps the state each step
+ * starts from, so the layer output is its blocks 1..steps. */
+
+/* [gru]: z = logistic(uz x + wz s), r = logistic(ur x + wr s),
+ * h = act(uh x + wh (r*s)) with act logistic (tanh = 0) or tanh,
+ * s' = z*s + (1-z)*h. */
+typedef struct dn_gru {
+    int batch, steps, inputs, outputs;
+    int tanh;                /* 0/1: candidate activation tanh instead of logistic */
+    int fixes;               /* dn_fix bit set; DN_FIX_GRU_BACKWARD enables backward */
+    dn_connected uz, wz, ur, wr, uh, wh;   /* u*: inputs -> outputs, w*: outputs -> outputs */
+    float *state;            /* (batch, outputs) carried between calls */
+    float *states;           /* (steps+1, batch, outputs) block t: state step t starts from */
+    float *z, *r, *h;        /* (steps*batch, outputs) gates and candidate, per step */
+    float *forgot_state;     /* (steps*batch, outputs) r*s, the input of wh */
+    float *delta;            /* (steps*batch, outputs) */
+    float *scratch;          /* (3, batch, outputs) backward scratch */
+} dn_gru;
+
+/* [lstm]: f = logistic(wf h + uf x), i = logistic(wi h + ui x),
+ * g = tanh(wg h + ug x), o = logistic(wo h + uo x), c' = f*c + i*g,
+ * h' = o*tanh(c'). */
+typedef struct dn_lstm {
+    int batch, steps, inputs, outputs;
+    int fixes;               /* dn_fix bit set, 0 = Darknet's CPU backward */
+    dn_connected wf, wi, wg, wo, uf, ui, ug, uo;
+    float *state;            /* (batch, outputs) hidden state carried between calls */
+    float *cell_state;       /* (batch, outputs) cell carried between calls */
+    float *dc;               /* (batch, outputs) cell-gradient carry (kept between calls) */
+    float *states;           /* (steps+1, batch, outputs) hidden state before step t */
+    float *cells;            /* (steps+1, batch, outputs) cell before step t */
+    float *f, *i, *g, *o;    /* (steps*batch, outputs) gate activations per step */
+    float *delta;            /* (steps*batch, outputs) */
+    float *scratch;          /* (3, batch, outputs) backward scratch */
+} dn_lstm;
+
+int dn_gru_forward(const dn_ctx *ctx, const dn_gru *l, const float *input, int train);
+int dn_gru_backward(const dn_ctx *ctx, const dn_gru *l, const float *input,
+                    float *prev_delta);
+int dn_lstm_forward(const dn_ctx *ctx, const dn_lstm *l, const float *input, int train);
+int dn_lstm_backward(const dn_ctx *ctx, const dn_lstm *l, const float *input,
+                     float *prev_delta);
 
 #endif

@@ -65,4 +65,34 @@ int dn_connected_backward_pre(const dn_connected *l, int step, int stats_step, i
 int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input);
 int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
                          float *prev_delta);
+
+/* [gru] / [lstm] (gru.c, lstm.c): argument checks shared with the fast
+ * paths, and the fast paths themselves (gru_fast.c, lstm_fast.c), which
+ * batch the input-to-gate GEMMs and all weight gradients over the steps. */
+int dn_gru_check(const dn_gru *l);
+int dn_lstm_check(const dn_lstm *l);
+int dn_gru_forward_fast(const dn_ctx *ctx, const dn_gru *l, const float *input, int train);
+int dn_gru_backward_fast(const dn_ctx *ctx, const dn_gru *l, const float *input,
+                         float *prev_delta);
+int dn_lstm_forward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *input, int train);
+int dn_lstm_backward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *input,
+                          float *prev_delta);
+/* The elementwise step math both kernels share (gru.c, lstm.c). */
+void dn_gru_begin(const dn_gru *l, int train);
+int dn_gru_gates(const dn_gru *l, int t);
+int dn_gru_output(const dn_gru *l, int t);
+void dn_gru_end(const dn_gru *l);
+int dn_gru_delta_h(const dn_gru *l, int t, float *gh);
+int dn_gru_delta_z(const dn_gru *l, int t, float *gz);
+int dn_gru_delta_r(const dn_gru *l, int t, const float *dfs, float *gr);
+void dn_gru_carry(const dn_gru *l, int t, const float *dfs);
+void dn_lstm_begin(const dn_lstm *l, int train);
+int dn_lstm_cell(const dn_lstm *l, int t);
+void dn_lstm_end(const dn_lstm *l);
+void dn_lstm_backward_begin(const dn_lstm *l);
+void dn_lstm_backward_end(const dn_lstm *l);
+int dn_lstm_cell_delta(const dn_lstm *l, int t, float *tanh_c, float *dc_t);
+int dn_lstm_gate_delta(const dn_lstm *l, int t, char which, const float *tanh_c,
+                       const float *dc_t, float *out);
+void dn_lstm_carry(const dn_lstm *l, int t, const float *dc_t);
 #endif

@@ -1,4 +1,4 @@
-"""darknet_rnn: Darknet's recurrent networks (rnn, connected, softmax, cost)
+"""darknet_rnn: Darknet's recurrent networks (rnn, gru, lstm, connected, softmax, cost)
 on a C core with a NumPy twin, reading/writing Darknet .cfg and .weights.
 
     import darknet_rnn

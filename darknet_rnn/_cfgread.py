@@ -157,6 +157,7 @@ class LayerSpec:
     batch_normalize: bool = False
     activation: str = "logistic"
     shortcut: bool = False
+    tanh: bool = False              # [gru]: candidate activation tanh instead of logistic
     groups: int = 1
     temperature: float = 1.0
     noloss: bool = False

@@ -24,3 +24,8 @@ class KernelError(DarknetError, ValueError):
 
 class NativeError(DarknetError, RuntimeError):
     """The C core returned an error status."""
+
+
+class DarknetTrainingWarning(UserWarning):
+    """Training reproduces what Darknet's CPU build does, which is not a true
+    gradient for this network (shown once; exact=True trains exactly)."""

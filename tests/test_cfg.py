@@ -224,9 +224,9 @@ def test_section_names_case_sensitive():
 
 
 def test_unknown_section_strict_and_lenient():
-    msg = cfg_error(NET + "[rnn]\n[lstm]\noutput=3\n", 4, "[lstm]")
+    msg = cfg_error(NET + "[rnn]\n[conv_lstm]\noutput=3\n", 4, "[conv_lstm]")
     assert "Type not recognized" in msg
-    cfg_error(NET + "[rnn]\n[lstm]\noutput=3\n", 4, "[lstm]", strict=False)
+    cfg_error(NET + "[rnn]\n[conv_lstm]\noutput=3\n", 4, "[conv_lstm]", strict=False)
 
 
 def test_second_net_section_rejected():

@@ -626,7 +626,7 @@ def test_cost_sum_is_sequential_float():
     (lambda: R.ConnectedLayer(2, 3, 4, dtype=np.int32), ValueError, "dtype"),
     (lambda: R.ConnectedLayer(2, 3, 4, steps=True), TypeError, "steps"),
     (lambda: R.RNNLayer(2, 3, 4, 0), ValueError, "steps must be >= 1"),
-    (lambda: R.RNNLayer(2, 3, 4, 2, fixes=64), ValueError, "fixes"),
+    (lambda: R.RNNLayer(2, 3, 4, 2, fixes=1 << 12), ValueError, "fixes"),
     (lambda: R.SoftmaxLayer(2, 5, groups=2), ValueError, "groups"),
     (lambda: R.SoftmaxLayer(2, 4, temperature=0), ValueError, "temperature"),
     (lambda: R.CostLayer(2, 4, cost_type="l2"), ValueError, "cost_type"),

@@ -1,7 +1,7 @@
-"""darknet_rnn.reference - Darknet's CPU [connected], [rnn], [softmax] and [cost]
-layers in plain NumPy.
+"""darknet_rnn.reference - Darknet's CPU [connected], [rnn], [gru], [lstm],
+[softmax] and [cost] layers in plain NumPy.
 
-One module per layer type (connected.py, rnn.py, softmax.py, cost.py) over
+One module per layer type (connected.py, rnn.py, gru.py, lstm.py, softmax.py, cost.py) over
 _common.py (C-library math, activations, Darknet-order GEMMs). Two jobs:
 
 * **Test oracle.** In float32 every operation is done in the precision and in
@@ -40,6 +40,8 @@ from ._common import (ACTIVATIONS, BN_BACKWARD_EPS, BN_FORWARD_EPS, COST_TYPES, 
 from .connected import ConnectedLayer
 from .cost import CostLayer
 from .dropout import DropoutLayer
+from .gru import GRULayer
+from .lstm import LSTMLayer
 from .rnn import RNNLayer
 from .softmax import SoftmaxLayer
 
@@ -49,4 +51,5 @@ __all__ = [
     "COST_TYPES", "SECRET_NUM", "ACTIVATIONS",
     "activate", "gradient",
     "ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer", "DropoutLayer",
+    "GRULayer", "LSTMLayer",
 ]
