@@ -214,4 +214,14 @@ int dn_softmax_backward(const dn_softmax *l, float *prev_delta);
 int dn_cost_forward(const dn_cost *l, float *input, const float *truth, float *cost);
 int dn_cost_backward(const dn_cost *l, float *prev_delta);
 
+/* ---- Sequence tasks (extensions: mask.c, birnn.c) --------------------- */
+
+/* Per-row loss mask of a loss layer (softmax / cost) after its forward:
+ * every row r with keep[r] == 0 gets a zero delta and, when loss is not
+ * NULL, a zero per-element loss; then, when cost is not NULL, *cost is the
+ * float sum of the whole (rows, width) loss buffer in memory order
+ * (Darknet's sum_array), so masked rows add exactly 0. */
+int dn_mask_rows(int rows, int width, const unsigned char *keep, float *delta,
+                 float *loss, float *cost);
+
 #endif

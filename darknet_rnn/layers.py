@@ -368,3 +368,44 @@ class CostLayer:
 
 
 __all__ = ["ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer", "ACTIVATIONS", "COST_TYPES"]
+
+
+# --------------------------------------------------------------------------
+# Sequence tasks (extensions): loss masks
+
+def _keep_rows(keep, batch):
+    """A (batch,) bool row mask as a uint8 C array for dn_mask_rows."""
+    k = np.asarray(keep)
+    if k.dtype != np.bool_ or k.shape != (batch,):
+        raise ValueError(f"keep must be a bool array of shape ({batch},), got "
+                         f"{k.dtype.name} {k.shape}")
+    return np.ascontiguousarray(k, dtype=np.uint8)
+
+
+def _mask_rows(layer, keep, loss):
+    k = _keep_rows(keep, layer.batch)
+    has_cost = layer.cost is not None
+    check(lib.dn_mask_rows(layer.batch, layer.inputs, ffi.cast("unsigned char *", ffi.from_buffer(k)),
+                           fptr(layer._delta), fptr(loss), layer._cost if has_cost else ffi.NULL),
+          "mask rows")
+    if has_cost:
+        layer.cost = float(layer._cost[0])
+
+
+def _softmax_mask_rows(self, keep):
+    """Rows with keep False carry no loss: zero delta and loss there, and
+    the cost becomes the sum over the other rows (Darknet's order)."""
+    _mask_rows(self, keep, self._loss)
+
+
+def _cost_mask_rows(self, keep):
+    """Rows with keep False carry no loss: zero delta and per-element error
+    (output) there, and the cost becomes the sum over the other rows."""
+    _mask_rows(self, keep, self._output)
+
+
+# attached here rather than written into the classes above, so that this
+# extension stays one appended block of this module
+SoftmaxLayer.mask_rows = _softmax_mask_rows
+CostLayer.mask_rows = _cost_mask_rows
+

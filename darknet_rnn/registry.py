@@ -178,6 +178,11 @@ class LayerType:
     def set_temperature(self, layer, temperature) -> None:
         """Sampling temperature (only softmax has one)."""
 
+    def apply_mask(self, layer, keep) -> None:
+        """After a forward with truth, on a has_cost type: rows with keep
+        False carry no loss (zero delta and loss, cost over the others)."""
+        layer.mask_rows(keep)
+
 
 def _bn_one_row(ls, layer, what):
     if ls.batch_normalize and layer.batch == 1:

@@ -387,3 +387,17 @@ class CostLayer:
     def backward(self, prev_delta):
         if prev_delta is not None:
             prev_delta += self.scale * self.delta
+
+
+# Sequence tasks (extensions): loss masks, as in darknet_rnn.reference.
+
+def _mask_rows(layer, keep, loss):
+    masked = ~np.asarray(keep, dtype=bool)
+    layer.delta[masked] = 0
+    loss[masked] = 0
+    if layer.cost is not None:
+        layer.cost = float(loss.sum(dtype=F32))
+
+
+SoftmaxLayer.mask_rows = lambda self, keep: _mask_rows(self, keep, self.loss)
+CostLayer.mask_rows = lambda self, keep: _mask_rows(self, keep, self.output)
