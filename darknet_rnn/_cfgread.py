@@ -157,6 +157,7 @@ class LayerSpec:
     batch_normalize: bool = False
     activation: str = "logistic"
     shortcut: bool = False
+    bidirectional: bool = False     # [rnn] extension: outputs = 2 * output
     groups: int = 1
     temperature: float = 1.0
     noloss: bool = False

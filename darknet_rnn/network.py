@@ -74,7 +74,7 @@ class Network:
                              stateful=bool(stateful))
         self.stateful = bool(stateful)
         # the registry entry of each layer: every per-type decision goes through it
-        self.kinds = [layer_type(ls.type) for ls in spec.layers]
+        self.kinds = [layer_type(ls.type).variant(ls) for ls in spec.layers]
         self.layers = [k.build(ls, build) for k, ls in zip(self.kinds, spec.layers)]
         outs = [i for i, k in enumerate(self.kinds) if k.network_output]
         if not outs:
@@ -268,7 +268,8 @@ class Network:
         forward in inference mode from a zero state; returns a new array,
         every step's output (time_steps, streams, outputs), or with last=True
         the last step's (streams, outputs). The states carried between calls
-        (predict's, stateful training's) are left as they were."""
+        (predict's, stateful training's) are left as they were. The way to
+        run a network with a bidirectional [rnn]."""
         saved = [a.copy() for a in self.state_arrays()]
         self.reset_state()
         try:
@@ -282,6 +283,13 @@ class Network:
         """Inference forward (state carries across calls). x is (inputs,) when
         the net batch is 1, else (time_steps, streams, inputs); returns a new
         array, (outputs,) or (time_steps*streams, outputs)."""
+        for k, ls in zip(self.kinds, self.spec.layers):
+            if k.whole_sequence:
+                raise CfgError(
+                    f"{self.cfg_path}:{ls.line}: layer {ls.index} {ls.section} needs the whole "
+                    "sequence at once (a bidirectional [rnn] reads the sequence from its end), "
+                    "so step-by-step predict cannot run it; use net.infer(x) on a "
+                    "(time_steps, streams, inputs) sequence instead")
         if self.batch == 1:
             arr = np.asarray(x)
             if arr.shape not in ((self.inputs,), (1, self.inputs), (1, 1, self.inputs)):

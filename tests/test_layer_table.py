@@ -43,6 +43,10 @@ ROWS = [
     Row("rnn-leaky-bn-shortcut", "[rnn]\noutput=4\nactivation=leaky\nbatch_normalize=1\n"
         "shortcut=1\n", fd=False),
     Row("rnn-one-step", "[rnn]\noutput=3\nactivation=tanh\n", steps=1, streams=2),
+    Row("rnn-bidirectional", "[rnn]\noutput=3\nactivation=tanh\nbidirectional=1\n"),
+    Row("rnn-bidirectional-stacked-bn-shortcut", "[rnn]\noutput=3\nactivation=logistic\n"
+        "batch_normalize=1\nshortcut=1\nbidirectional=1\n[rnn]\noutput=2\nactivation=tanh\n"
+        "bidirectional=1\n[rnn]\noutput=3\nactivation=tanh\n"),
 ]
 HEADS = {"softmax": "[connected]\noutput=3\nactivation=linear\n[softmax]\n",
          "cost": "[connected]\noutput=3\nactivation=linear\n[cost]\ntype=sse\n"}

@@ -18,7 +18,8 @@ momentum=0.9
 decay={decay}
 max_batches=100
 """
-LAYERS = {"rnn": "[rnn]\noutput=4\nactivation=tanh\n"}
+LAYERS = {"rnn": "[rnn]\noutput=4\nactivation=tanh\n",
+          "bidirectional": "[rnn]\noutput=3\nactivation=tanh\nbidirectional=1\n"}
 HEADS = {"softmax": "[connected]\noutput=3\nactivation=linear\n[softmax]\n",
          "cost": "[connected]\noutput=3\nactivation=linear\n[cost]\ntype=sse\n"}
 IMPLS = [("reference", None)] + [("native", k) for k in KERNELS]

@@ -389,7 +389,8 @@ class CostLayer:
             prev_delta += self.scale * self.delta
 
 
-# Sequence tasks (extensions): loss masks, as in darknet_rnn.reference.
+# Sequence tasks (extensions): loss masks and the bidirectional [rnn], as in
+# darknet_rnn.reference, over this module's layers.
 
 def _mask_rows(layer, keep, loss):
     masked = ~np.asarray(keep, dtype=bool)
@@ -401,3 +402,14 @@ def _mask_rows(layer, keep, loss):
 
 SoftmaxLayer.mask_rows = lambda self, keep: _mask_rows(self, keep, self.loss)
 CostLayer.mask_rows = lambda self, keep: _mask_rows(self, keep, self.output)
+
+
+def _birnn():
+    from ..reference.birnn import BiRNNLayer as _Twin
+
+    class BiRNNLayer(_Twin):
+        rnn_class = RNNLayer
+    return BiRNNLayer
+
+
+BiRNNLayer = _birnn()
