@@ -231,3 +231,16 @@ def test_initialisation_draws_forward_then_backward(tmp_path):
         want = scale * np.asarray(rng.rand_uniform_array(3 * fan_in, -1, 1), np.float32)
         assert_bitwise(s.weights.ravel(), want, "backward block draws")
     assert bi.init_draws() == 2 * (3 * 4 + 3 * 3 + 3 * 3) + 3 * 6
+
+
+def test_char_rnn_commands_refuse_a_bidirectional_net(tmp_path, capsys):
+    from darknet_rnn import cli
+    p = tmp_path / "char-bi.cfg"
+    p.write_text("[net]\nbatch=2\nsubdivisions=1\ntime_steps=4\ninputs=256\nmax_batches=2\n"
+                 "[rnn]\noutput=4\nactivation=tanh\nbidirectional=1\n"
+                 "[connected]\noutput=256\nactivation=linear\n[softmax]\n")
+    text = tmp_path / "t.txt"
+    text.write_text("hello world " * 50)
+    assert cli.main(["train", str(p), "--file", str(text), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "layer 0 [rnn] (line 7) reads the sequence from its end too" in err, err
