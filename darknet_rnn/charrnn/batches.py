@@ -220,7 +220,8 @@ def check_byte_network(net, what="network"):
     if net.outputs != VOCAB:
         raise TextError(f"{what} has {net.outputs} outputs; byte-level text needs 256 "
                         "(a last [connected] output=256 followed by [softmax])")
-    for kind, ls in zip(net.kinds, net.spec.layers):
+    spec = getattr(net, "spec", None)        # (duck-typed nets without layers pass)
+    for kind, ls in zip(getattr(net, "kinds", ()), spec.layers if spec is not None else ()):
         if kind.whole_sequence:
             raise TextError(f"{what}: layer {ls.index} {ls.section} (line {ls.line}) reads the "
                             "sequence from its end too (bidirectional), so it would see the byte "
