@@ -244,3 +244,18 @@ def test_char_rnn_commands_refuse_a_bidirectional_net(tmp_path, capsys):
     assert cli.main(["train", str(p), "--file", str(text), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "layer 0 [rnn] (line 7) reads the sequence from its end too" in err, err
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_grad_norms_of_both_directions_by_time(tmp_path, backend):
+    net = darknet_rnn.load_network(cfg(tmp_path, BI), seed=8, backend=backend)
+    net.record_grad_norms()
+    rng = np.random.default_rng(5)
+    net.forward_backward(rng.standard_normal((T, B, 4)), np.eye(3)[rng.integers(0, 3, (T, B))])
+    got = net.grad_norms()[0]
+    f, b = net.layers[0].directions
+    assert got.shape == (T,) and (f.grad_norms > 0).all() and (b.grad_norms > 0).all()
+    # time t: the forward block's step t and the backward block's step T-1-t
+    want = np.sqrt(f.grad_norms.astype(np.float64) ** 2
+                   + b.grad_norms[::-1].astype(np.float64) ** 2)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
