@@ -279,4 +279,37 @@ int dn_lstm_forward(const dn_ctx *ctx, const dn_lstm *l, const float *input, int
 int dn_lstm_backward(const dn_ctx *ctx, const dn_lstm *l, const float *input,
                      float *prev_delta);
 
+/* ---- Sequence tasks (extensions: mask.c, birnn.c) --------------------- */
+
+/* Per-row loss mask of a loss layer (softmax / cost) after its forward:
+ * every row r with keep[r] == 0 gets a zero delta and, when loss is not
+ * NULL, a zero per-element loss; then, when cost is not NULL, *cost is the
+ * float sum of the whole (rows, width) loss buffer in memory order
+ * (Darknet's sum_array), so masked rows add exactly 0. */
+int dn_mask_rows(int rows, int width, const unsigned char *keep, float *delta,
+                 float *loss, float *cost);
+
+/* Bidirectional [rnn]: two independent [rnn] blocks of one shape (batch,
+ * steps, inputs, outputs = units per direction). `fwd` runs over
+ * t = 0..steps-1 on the input; `bwd` runs over the time-reversed input, so
+ * its step k is time steps-1-k. Row t*batch + s of `output` is fwd's row
+ * then bwd's row of the same time (2*outputs values). Every call is a whole
+ * sequence: an inference forward starts both blocks from a zero state. */
+typedef struct dn_birnn {
+    int batch, steps, inputs, outputs;  /* outputs per direction */
+    dn_rnn *fwd;
+    dn_rnn *bwd;
+    float *reversed_input;   /* (steps*batch, inputs): the input bwd saw */
+    float *reversed_delta;   /* (steps*batch, inputs): backward scratch */
+    float *output;           /* (steps*batch, 2*outputs) */
+    float *delta;            /* (steps*batch, 2*outputs); forward zeroes it */
+} dn_birnn;
+
+int dn_birnn_forward(const dn_ctx *ctx, const dn_birnn *l, const float *input, int train);
+/* After a training forward; delta holds what the next layer added.
+ * prev_delta (steps*batch, inputs) or NULL accumulates fwd's input delta,
+ * then bwd's (re-reversed). */
+int dn_birnn_backward(const dn_ctx *ctx, const dn_birnn *l, const float *input,
+                      float *prev_delta);
+
 #endif

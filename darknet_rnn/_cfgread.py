@@ -158,6 +158,7 @@ class LayerSpec:
     activation: str = "logistic"
     shortcut: bool = False
     tanh: bool = False              # [gru]: candidate activation tanh instead of logistic
+    bidirectional: bool = False     # [rnn] extension: outputs = 2 * output
     groups: int = 1
     temperature: float = 1.0
     noloss: bool = False

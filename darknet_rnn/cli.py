@@ -541,6 +541,8 @@ def build_parser():
     sub.add_parser("bench", help="benchmarks (darknet_rnn.bench)", add_help=False)
     sub.add_parser("recipes", help="Darknet's training recipe against each addition "
                    "(validation bpc, wall time)", add_help=False)
+    sub.add_parser("demo", help="sequence tasks: the adding problem, restoring spaces "
+                   "(darknet_rnn.demos)", add_help=False)
     return p
 
 
@@ -563,6 +565,9 @@ def main(argv=None):
         if argv and argv[0] == "recipes":
             from .recipes import main as recipes_main
             return recipes_main(argv[1:])
+        if argv and argv[0] == "demo":
+            from .demos import main as demo_main
+            return demo_main(argv[1:])
         parser = build_parser()
         ignored = []
         args, extra = parser.parse_known_args(translate(argv, value_options(parser), ignored))

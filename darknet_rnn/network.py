@@ -23,6 +23,7 @@ from .errors import CfgError
 from .fixes import FIX_ALL
 from .optim import ClipGradNorm, UpdateArgs, make_optimizer
 from .registry import BuildContext, backend_module, layer_type
+from .sequence import truth_and_mask
 from .weights import WeightsEntry, init_weights, load_weights, save_weights
 
 
@@ -73,7 +74,7 @@ class Network:
                              stateful=bool(stateful))
         self.stateful = bool(stateful)
         # the registry entry of each layer: every per-type decision goes through it
-        self.kinds = [layer_type(ls.type) for ls in spec.layers]
+        self.kinds = [layer_type(ls.type).variant(ls) for ls in spec.layers]
         self.layers = []
         for k, ls in zip(self.kinds, spec.layers):
             build.previous = self.layers[-1] if self.layers else None
@@ -150,12 +151,14 @@ class Network:
     # ------------------------------------------------------------------
     # Darknet's network.c
 
-    def _forward(self, x, truth, train):
+    def _forward(self, x, truth, train, keep=None):
         inp = x
         for k, layer in zip(self.kinds, self.layers):
             if k.zero_delta:
                 layer.delta[...] = 0
             k.forward(layer, inp, truth, train)
+            if keep is not None and k.has_cost and truth is not None:
+                k.apply_mask(layer, keep)       # darknet_rnn.sequence
             inp = layer.output
         dt = self.dtype
         costs = [l for k, l in zip(self.kinds, self.layers) if k.has_cost]
@@ -189,28 +192,36 @@ class Network:
                 raise CfgError(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
-    def train(self, x, y):
+    def train(self, x, y, mask=None):
         """One train_network_datum: forward, backward, and every
         `subdivisions` datums an update. Returns Darknet's loss (the averaged
-        layer costs, not divided by the batch)."""
-        loss = self.forward_backward(x, y)
+        layer costs, not divided by the batch).
+
+        mask: None (every row carries a loss, Darknet) or (time_steps,
+        streams) bool: rows with False contribute no loss and a zero delta.
+        A y of shape (streams, outputs) is the last step's truth only
+        (many-to-one). The loss then sums the unmasked rows only, while the
+        update still divides by the whole batch: nothing is renormalised
+        (see darknet_rnn.sequence)."""
+        loss = self.forward_backward(x, y, mask)
         if (self.seen // self.batch) % self.subdivisions == 0:
             self.update()
         return loss
 
-    def forward_backward(self, x, y):
+    def forward_backward(self, x, y, mask=None):
         """The datum without the update: `seen` advances, the training
         forward and Darknet's backward (or exact BPTT with exact=True) run,
         and every parameter's update buffer (`Param.grad` of params())
         accumulates the negative gradient of the loss, summed over the rows.
-        Returns the loss. train() is this plus update() on schedule."""
+        Returns the loss. train() is this plus update() on schedule.
+        mask, and y of shape (streams, outputs): as train()."""
         self.check_trainable()
         x = self._rows(x, "x", self.inputs)
-        y = self._rows(y, "y", self.truths)
+        y, keep = truth_and_mask(self, y, mask)
         if (self.seen // self.batch) % self.subdivisions == 0:
             self._snapshot_carry()     # first datum since the last update
         self.seen += self.batch
-        loss = self._forward(x, y, train=True)
+        loss = self._forward(x, y, train=True, keep=keep)
         self._backward(x)
         return loss
 
@@ -243,17 +254,45 @@ class Network:
             hook(self, params, args)
         self.optimizer.step(params, args)
 
-    def forward(self, x, y=None, train=False):
+    def forward(self, x, y=None, train=False, mask=None):
         """Run the network forward; returns Darknet's cost (NaN without truth
-        layers). Outputs stay in the layers."""
+        layers). Outputs stay in the layers (sequence_output, last_output).
+        mask, and y of shape (streams, outputs): as train()."""
         x = self._rows(x, "x", self.inputs)
-        y = None if y is None else self._rows(y, "y", self.truths)
-        return self._forward(x, y, train=train)
+        keep = None
+        if y is not None:
+            y, keep = truth_and_mask(self, y, mask)
+        elif mask is not None:
+            raise ValueError("mask: needs a truth y (it selects the rows that carry a loss)")
+        return self._forward(x, y, train=train, keep=keep)
+
+    def infer(self, x, last=False):
+        """Whole-sequence inference: x (time_steps, streams, inputs) runs
+        forward in inference mode from a zero state; returns a new array,
+        every step's output (time_steps, streams, outputs), or with last=True
+        the last step's (streams, outputs). The states carried between calls
+        (predict's, stateful training's) are left as they were. The way to
+        run a network with a bidirectional [rnn]."""
+        saved = [a.copy() for a in self.state_arrays()]
+        self.reset_state()
+        try:
+            self.forward(x, train=False)
+        finally:
+            for a, s in zip(self.state_arrays(), saved):
+                a[...] = s
+        return self.last_output if last else self.sequence_output
 
     def predict(self, x):
         """Inference forward (state carries across calls). x is (inputs,) when
         the net batch is 1, else (time_steps, streams, inputs); returns a new
         array, (outputs,) or (time_steps*streams, outputs)."""
+        for k, ls in zip(self.kinds, self.spec.layers):
+            if k.whole_sequence:
+                raise CfgError(
+                    f"{self.cfg_path}:{ls.line}: layer {ls.index} {ls.section} needs the whole "
+                    "sequence at once (a bidirectional [rnn] reads the sequence from its end), "
+                    "so step-by-step predict cannot run it; use net.infer(x) on a "
+                    "(time_steps, streams, inputs) sequence instead")
         if self.batch == 1:
             arr = np.asarray(x)
             if arr.shape not in ((self.inputs,), (1, self.inputs), (1, 1, self.inputs)):
@@ -268,6 +307,19 @@ class Network:
     def output(self):
         """The last forward's network output, (time_steps*streams, outputs) (a copy)."""
         return self.layers[self._out_index].output.copy()
+
+    @property
+    def sequence_output(self):
+        """The last forward's output at every step, (time_steps, streams,
+        outputs) (a copy): all hidden states as output (tagging, language
+        models)."""
+        return self.output.reshape(self.time_steps, self.streams, self.outputs)
+
+    @property
+    def last_output(self):
+        """The last forward's output at the last step, (streams, outputs) (a
+        copy): the last hidden state as output (sequence classification)."""
+        return self.sequence_output[-1].copy()
 
     def reset_state(self, streams=None):
         """Zero the recurrent state of every stream, or only of the listed

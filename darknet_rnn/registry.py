@@ -114,6 +114,12 @@ class LayerType:
     network_output = True    # may be the network's output (not a bare loss layer)
     has_cost = False         # forward takes the truth and sets layer.cost
     zero_delta = True        # Network zeroes the delta before forward (else forward does)
+    whole_sequence = False   # each call must be a whole sequence (no step-by-step predict)
+
+    def variant(self, ls: LayerSpec) -> "LayerType":
+        """The entry that runs this section: self, or a variant its keys ask
+        for (an [rnn] with bidirectional=1)."""
+        return self
 
     # ---- cfg ----------------------------------------------------------------
     def parse(self, r: _Reader, L: LayerSpec, strict: bool, messages: List[str]) -> None:
@@ -195,6 +201,11 @@ class LayerType:
         """What the layer's cost sums per row: "nats" (cross-entropy of the
         true next symbol), the [cost] type, or None (no cost)."""
         return None
+
+    def apply_mask(self, layer, keep) -> None:
+        """After a forward with truth, on a has_cost type: rows with keep
+        False carry no loss (zero delta and loss, cost over the others)."""
+        layer.mask_rows(keep)
 
 
 def _connected_line(inputs, outputs):
@@ -291,6 +302,13 @@ class RNN(LayerType):
         if lg is not None and c_atoi(lg.value) != 0:
             raise CfgError(f"{r.path}:{lg.line}: key 'logistic': AlexeyAB's logistic="
                            f"{lg.value} (self-layer activation) is not supported")
+        # an extension (no Darknet reads it): two blocks, outputs concatenated
+        L.bidirectional = r.find_int("bidirectional", 0) != 0
+        if L.bidirectional:
+            L.outputs *= 2
+
+    def variant(self, ls):
+        return BIDIRECTIONAL_RNN if ls.bidirectional else self
 
     def after_common_keys(self, r, L, messages):
         _sublayers_keep_scale_one(r, L, messages)
@@ -620,3 +638,38 @@ class LSTM(_Gated):
         # pjreddie ignores `activation` on [lstm]; the fork's [conv_lstm] applies it
         # to its sublayers, which are linear here
         _refuse_fork_keys(r, L, {"activation": lambda v, L: v == "linear"})
+
+class BidirectionalRNN(RNN):
+    """[rnn] with bidirectional=1, an extension (no Darknet reads it): two
+    independent [rnn] blocks with the section's options, one over
+    t = 0..T-1, one over t = T-1..0, outputs concatenated per step (forward
+    half first) into `outputs` = 2 * output units. Chosen by RNN.variant;
+    .weights holds the forward block's three sublayers, then the backward
+    block's, each in Darknet's order (and rand() initialises them in that
+    order). Every call is a whole sequence: no stateful training, no
+    step-by-step predict."""
+    whole_sequence = True
+
+    def build(self, ls, b):
+        if b.stateful:
+            raise CfgError(
+                f"stateful=True: layer {ls.index} {ls.section} (line {ls.line}) is "
+                "bidirectional; its backward block starts at the end of each sequence, "
+                "so there is no state to carry into the next call - train it without "
+                "stateful")
+        return b.cls("BiRNNLayer", ls.section + " with bidirectional=1")(
+            batch=b.streams, inputs=ls.inputs, outputs=ls.outputs // 2, steps=b.time_steps,
+            activation=ls.activation, batch_normalize=ls.batch_normalize,
+            shortcut=ls.shortcut, fixes=b.fixes, **b.extra())
+
+    def named_blocks(self, layer):
+        one = RNN.named_blocks
+        return [(f"{d}.{name}", blk)
+                for d, rnn in zip(("forward", "backward"), layer.directions)
+                for name, blk in one(self, rnn)]
+
+    def state_arrays(self, layer):
+        return [a for rnn in layer.directions for a in (rnn.state, rnn.carry)]
+
+
+BIDIRECTIONAL_RNN = BidirectionalRNN()

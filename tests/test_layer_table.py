@@ -61,6 +61,10 @@ ROWS = [
     Row("lstm-stacked", "[lstm]\noutput=5\n[lstm]\noutput=3\n"),
     Row("lstm-one-step", "[lstm]\noutput=3\n", steps=1, streams=2),
     Row("rnn-gru-lstm", "[rnn]\noutput=4\nactivation=tanh\n[gru]\noutput=4\n[lstm]\noutput=3\n"),
+    Row("rnn-bidirectional", "[rnn]\noutput=3\nactivation=tanh\nbidirectional=1\n"),
+    Row("rnn-bidirectional-stacked-bn-shortcut", "[rnn]\noutput=3\nactivation=logistic\n"
+        "batch_normalize=1\nshortcut=1\nbidirectional=1\n[rnn]\noutput=2\nactivation=tanh\n"
+        "bidirectional=1\n[rnn]\noutput=3\nactivation=tanh\n"),
 ]
 HEADS = {"softmax": "[connected]\noutput=3\nactivation=linear\n[softmax]\n",
          "cost": "[connected]\noutput=3\nactivation=linear\n[cost]\ntype=sse\n"}

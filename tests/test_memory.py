@@ -22,13 +22,15 @@ def load_flags():
     return mod
 
 
-def test_rnn_training_has_no_invalid_memory_access(tmp_path):
+# rnn_asan.c: the [rnn]; birnn_asan.c: the bidirectional [rnn] and the loss masks
+@pytest.mark.parametrize("driver", ["rnn_asan", "birnn_asan"])
+def test_rnn_training_has_no_invalid_memory_access(tmp_path, driver):
     cc = shutil.which("gcc") or shutil.which("cc")
     assert cc, "a C compiler is required to build the ASan driver"
-    exe = tmp_path / "rnn_asan"
+    exe = tmp_path / driver
     flags = load_flags()
     cmd = [cc, *flags.sanitize_cflags(), *flags.THREAD_FLAGS, f"-I{CSRC}",
-           str(ROOT / "tests" / "c" / "rnn_asan.c"), *flags.sources(), "-o", str(exe),
+           str(ROOT / "tests" / "c" / f"{driver}.c"), *flags.sources(), "-o", str(exe),
            *flags.link_flags()]
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, f"build failed:\n{build.stderr[-3000:]}"

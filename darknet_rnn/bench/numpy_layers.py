@@ -390,3 +390,29 @@ class CostLayer:
     def backward(self, prev_delta):
         if prev_delta is not None:
             prev_delta += self.scale * self.delta
+
+
+# Sequence tasks (extensions): loss masks and the bidirectional [rnn], as in
+# darknet_rnn.reference, over this module's layers.
+
+def _mask_rows(layer, keep, loss):
+    masked = ~np.asarray(keep, dtype=bool)
+    layer.delta[masked] = 0
+    loss[masked] = 0
+    if layer.cost is not None:
+        layer.cost = float(loss.sum(dtype=F32))
+
+
+SoftmaxLayer.mask_rows = lambda self, keep: _mask_rows(self, keep, self.loss)
+CostLayer.mask_rows = lambda self, keep: _mask_rows(self, keep, self.output)
+
+
+def _birnn():
+    from ..reference.birnn import BiRNNLayer as _Twin
+
+    class BiRNNLayer(_Twin):
+        rnn_class = RNNLayer
+    return BiRNNLayer
+
+
+BiRNNLayer = _birnn()

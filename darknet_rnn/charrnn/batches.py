@@ -230,9 +230,16 @@ class CharBatcher:
 # network checks
 
 def check_byte_network(net, what="network"):
-    """TextError unless the net reads and writes 256 values (one per byte)."""
+    """TextError unless the net reads and writes 256 values (one per byte)
+    and reads the text forward (a char-RNN predicts the next byte)."""
     if net.inputs != VOCAB:
         raise TextError(f"{what} has inputs={net.inputs}; byte-level text needs inputs=256")
     if net.outputs != VOCAB:
         raise TextError(f"{what} has {net.outputs} outputs; byte-level text needs 256 "
                         "(a last [connected] output=256 followed by [softmax])")
+    spec = getattr(net, "spec", None)        # (duck-typed nets without layers pass)
+    for kind, ls in zip(getattr(net, "kinds", ()), spec.layers if spec is not None else ()):
+        if kind.whole_sequence:
+            raise TextError(f"{what}: layer {ls.index} {ls.section} (line {ls.line}) reads the "
+                            "sequence from its end too (bidirectional), so it would see the byte "
+                            "it has to predict; a char-RNN needs layers that read forward only")

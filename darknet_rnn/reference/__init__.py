@@ -37,6 +37,7 @@ from ._common import (ACTIVATIONS, BN_BACKWARD_EPS, BN_FORWARD_EPS, COST_TYPES, 
                       FIX_ALL, FIX_BN_GRADIENT, FIX_BN_STEP_STATS, FIX_COPY_BEFORE_SCALE,
                       FIX_SHORTCUT_CARRY, FIX_SOFTMAX_TEMPERATURE, FIX_STORED_STATE, FLT_MAX,
                       SECRET_NUM, activate, gradient)
+from .birnn import BiRNNLayer
 from .connected import ConnectedLayer
 from .cost import CostLayer
 from .dropout import DropoutLayer
@@ -52,4 +53,5 @@ __all__ = [
     "activate", "gradient",
     "ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer", "DropoutLayer",
     "GRULayer", "LSTMLayer",
+    "ConnectedLayer", "RNNLayer", "SoftmaxLayer", "CostLayer", "BiRNNLayer",
 ]

@@ -5,6 +5,7 @@ from darknet_rnn._checks import Buffer as _Buffer
 
 from ._common import (COST_TYPES, SECRET_NUM, _check_array, _check_dtype, _check_int,
                       _check_real, _sum_in_order)
+from .softmax import _keep_check
 
 
 class CostLayer:
@@ -75,3 +76,13 @@ class CostLayer:
         with np.errstate(all="ignore"):
             prev_delta += dt(self.scale) * self.delta
 
+    def mask_rows(self, keep):
+        """After a forward with truth (an extension): rows with keep False
+        carry no loss - their delta and per-element error become 0 - and the
+        cost is the in-order sum of the error over the other rows.
+        keep: (batch,) bool."""
+        masked = _keep_check(keep, self.batch)
+        self.delta[masked] = 0
+        self.output[masked] = 0
+        if self.cost is not None:
+            self.cost = float(_sum_in_order(self.output))

@@ -104,4 +104,22 @@ class SoftmaxLayer:
             else:
                 prev_delta += self.delta            # axpy with alpha 1
 
+    def mask_rows(self, keep):
+        """After a forward with truth (an extension): rows with keep False
+        carry no loss - their delta and loss become 0 - and the cost is
+        the in-order sum of the loss, so masked elements add exactly 0.
+        keep: (batch,) bool."""
+        masked = _keep_check(keep, self.batch)
+        self.delta[masked] = 0
+        self.loss[masked] = 0
+        if self.cost is not None:
+            self.cost = float(_sum_in_order(self.loss))
 
+
+def _keep_check(keep, batch):
+    """~keep, validated: the rows to mask."""
+    k = np.asarray(keep)
+    if k.dtype != np.bool_ or k.shape != (batch,):
+        raise ValueError(f"keep must be a bool array of shape ({batch},), got "
+                         f"{k.dtype.name} {k.shape}")
+    return ~k
