@@ -30,6 +30,7 @@ import warnings
 
 from . import text as textlib
 from ._rand import clock_seed
+from .charrnn.batches import batcher_for
 from .charrnn.loop import LOG_COLUMNS, CharSource, validation_hook
 from .errors import DarknetError, NativeError
 from .training import EXIT_INTERRUPT, INTERRUPT_NOTE, TrainingRun, darknet_paths
@@ -237,10 +238,10 @@ def _check_length(net, args, train_text, valid_text, name):
             f"batch: {net.streams} streams x {net.time_steps} steps + 1 = {need} bytes")
 
 
-def cmd_train(args):
+def cmd_train(args, comm=None):
     train_text, valid_text, name = _training_text(args)
-    srand = args.srand if args.srand is not None else clock_seed()
-    net = load_net(args.cfg, args.weights, seed=srand, **_network_kwargs(args))
+    srand = _train_seed(args, comm)
+    net = load_net(args.cfg, args.weights, seed=srand, **_train_kwargs(args, comm))
     textlib.check_byte_network(net, args.cfg)
     if args.max_batches is not None:
         net.max_batches = args.max_batches
@@ -267,8 +268,9 @@ def cmd_train(args):
     net.check_trainable()           # e.g. batch norm over 1 stream: fail before starting
     _check_length(net, args, train_text, valid_text, name)
     rng = getattr(net, "rng", None) or textlib.new_rng(srand)[0]
-    source = CharSource(textlib.CharBatcher(train_text, net.streams, net.time_steps, rng))
-    hooks = (validation_hook(net, valid_text, args.valid_every, args.valid_max_bytes), show)
+    source = CharSource(batcher_for(net, train_text, rng))   # this rank's streams under MPI
+    hooks = (validation_hook(net, valid_text if net.rank == 0 else b"", args.valid_every,
+                             args.valid_max_bytes), show)
     # The run decides what --clear means (seen = 0 now, a fresh loss log); the
     # weights are loaded as they are.
     run = TrainingRun(net, source, path_for=path_for, save_every=args.save_every,
@@ -277,7 +279,7 @@ def cmd_train(args):
                       log_columns=LOG_COLUMNS, on_save=on_save, on_signal=on_signal)
 
     os.makedirs(args.out, exist_ok=True)
-    _say(f"{base}: {net.streams} streams x {net.time_steps} steps; {name}: "
+    _say(f"{base}: {_streams_text(net)} x {net.time_steps} steps; {name}: "
          f"{len(train_text)} training bytes, {len(valid_text)} validation bytes; "
          f"batch {net.current_batch()} of {net.max_batches}; srand {srand}; writing to {args.out}")
     try:
@@ -304,6 +306,81 @@ def cmd_train(args):
         plot_loss_log(csv_path, png_path, title=base)
         _say(f"plot: {png_path}")
     return result.exit_status
+
+
+# --------------------------------------------------------------------------
+# train under MPI (darknet_rnn.distributed)
+
+def _train_command(args):
+    """cmd_train; under mpiexec every process runs it with MPI.COMM_WORLD:
+    rank 0 prints and writes, the others are silent, and an error on any
+    rank ends the whole job with one line instead of leaving it hanging."""
+    comm = _mpi_comm(args)
+    if comm is None:
+        return cmd_train(args)
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from .distributed import run_or_abort
+    err = sys.stderr
+    if comm.Get_rank() == 0:
+        return run_or_abort(comm, lambda: cmd_train(args, comm), prog=PROG,
+                            describe=_failure, stream=err)
+    with open(os.devnull, "w") as quiet, redirect_stdout(quiet), redirect_stderr(quiet):
+        return run_or_abort(comm, lambda: cmd_train(args, comm), prog=PROG,
+                            describe=_failure, stream=err)
+
+
+def _mpi_comm(args):
+    """MPI.COMM_WORLD when --mpi says so (auto: started by an MPI launcher)."""
+    from . import distributed
+    mode = getattr(args, "mpi", "off")
+    launched = distributed.launched_by_mpi()
+    if mode == "off" or (mode == "auto" and launched is None):
+        return None
+    try:
+        return distributed.world_comm()
+    except ImportError:
+        how = f"started by an MPI launcher ({launched} processes)" if launched else "--mpi on"
+        raise UsageError(f"{how}, but mpi4py is not installed: {distributed.INSTALL_HINT}; "
+                         "or train without mpiexec (--mpi off)") from None
+
+
+def _train_seed(args, comm):
+    """--srand, or the clock (rank 0's, under MPI)."""
+    if comm is None:
+        return args.srand if args.srand is not None else clock_seed()
+    from .distributed import common_seed
+    return common_seed(comm, args.srand)
+
+
+def _train_kwargs(args, comm):
+    """_network_kwargs, plus the communicator; under MPI the default
+    threads are the cores of this node shared among its processes."""
+    kw = _network_kwargs(args)
+    if comm is not None:
+        from .distributed import threads_per_rank
+        kw["comm"] = comm
+        if args.threads is None and not os.environ.get("OMP_NUM_THREADS"):
+            kw["threads"] = threads_per_rank(comm)
+    return kw
+
+
+def _streams_text(net):
+    """'32 streams', or '2 processes x 32 streams' under MPI."""
+    size = getattr(net, "world_size", 1)
+    return f"{size} processes x {net.streams} streams" if size > 1 else f"{net.streams} streams"
+
+
+def _failure(e):
+    """(status, message, show traceback) for an exception, as main() reports it."""
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPT, "interrupted; aborted without saving", False
+    if isinstance(e, (UsageError, DarknetError)):
+        return (1 if isinstance(e, NativeError) else EXIT_USAGE), str(e), False
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        return EXIT_USAGE, f"{where}{e.strerror or e}", False
+    return 1, f"{type(e).__name__}: {e}", True
 
 
 # --------------------------------------------------------------------------
@@ -434,8 +511,12 @@ def build_parser():
     t.add_argument("--exact", action="store_true",
                    help="train with exact BPTT/batch-norm gradients instead of Darknet's "
                         "(README, Compatibility); the weights format is the same")
+    t.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
+                   help="data-parallel training over MPI (mpi4py): auto (default) when started "
+                        "by mpiexec/mpirun/srun, on, or off; each process reads its own streams, "
+                        "process 0 prints and writes the weights")
     common_net(t)
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=_train_command)
 
     g = sub.add_parser(
         "generate", help="sample text from a trained network",

@@ -112,12 +112,17 @@ def train_loop(net, source, *, max_batches=None, make_step=None,
     make_step(step, after_result) into the program's own step when given;
     then every hook(step) in order. The loop stops after the iteration if any
     hook returns something true. Returns the last step (None if no
-    iteration ran)."""
+    iteration ran).
+
+    A distributed network (darknet_rnn.distributed) counts the global batch
+    (`global_batch`: the iteration number and loss divide by it) and stops
+    on every rank when a hook asked on any (net.any_rank); every rank's
+    source must give the same number of batches."""
     src = _Source(source)
     if max_batches is None:
         max_batches = int(net.max_batches)
     max_batches = int(max_batches)
-    batch = int(net.batch)
+    batch = int(getattr(net, "global_batch", net.batch))
     iteration = int(net.seen) // batch
     avg = None
     last = None
@@ -140,8 +145,9 @@ def train_loop(net, source, *, max_batches=None, make_step=None,
         if make_step is not None:
             step = make_step(step, report)
         last = step
-        stop = [hook(step) for hook in hooks]
-        if any(stop):
+        stop = any([hook(step) for hook in hooks])
+        agree = getattr(net, "any_rank", None)
+        if agree(stop) if agree is not None else stop:
             break
     return last
 
@@ -270,6 +276,10 @@ class TrainingRun:
     log_path, log_columns: the CSV loss log (None: none); columns as LossLog.
     writer: False on every process but one when several train together:
       nothing is written (no log, checkpoints or weights); the loop is the same.
+      None (default): True, or on a distributed network (world_size > 1) rank
+      0 only; such a network's saves are collective (every rank calls
+      net.save_weights, rank 0 writes), and a second signal raises
+      KeyboardInterrupt instead of returning (so the job can be aborted).
     handle_signals: install the SIGINT/SIGTERM handlers while running.
     on_save(path, step, kind): after each periodic save, kind "keep" or
       "backup"; on_signal(signum): at the first signal (default: a note on
@@ -279,7 +289,7 @@ class TrainingRun:
     def __init__(self, net, source, *, path_for: Callable[[str], str],
                  save_every=0, keep_every=0, max_batches=None, make_step=None,
                  hooks: Sequence[Hook] = (), resumed=False, clear=False,
-                 log_path=None, log_columns=STEP_COLUMNS, writer=True,
+                 log_path=None, log_columns=STEP_COLUMNS, writer=None,
                  handle_signals=True,
                  on_save: Optional[Callable[[str, Any, str], Any]] = None,
                  on_signal: Optional[Callable[[int], Any]] = _default_on_signal):
@@ -302,6 +312,9 @@ class TrainingRun:
         self.append_log = bool(resumed) and not self.clear
         self.log_path = log_path
         self.log_columns = tuple(log_columns)
+        self.collective = getattr(net, "world_size", 1) > 1
+        if writer is None:
+            writer = getattr(net, "rank", 0) == 0
         self.writer = bool(writer)
         self.handle_signals = handle_signals
         self.on_save = on_save
@@ -316,9 +329,9 @@ class TrainingRun:
 
     def _after_step(self, step):
         self.last = step
-        if self.writer:
-            if self._log is not None:
-                self._log.row(step)
+        if self._log is not None:
+            self._log.row(step)
+        if self.writer or self.collective:
             it = step.iteration
             if self.keep_every and it % self.keep_every == 0:
                 self._saved(self._save(self.path_for(keep_suffix(it))), step, "keep")
@@ -327,7 +340,7 @@ class TrainingRun:
         return self._stop is not None and self._stop.signum is not None
 
     def _saved(self, path, step, kind):
-        if self.on_save is not None:
+        if self.writer and self.on_save is not None:
             self.on_save(path, step, kind)
 
     def run(self) -> RunResult:
@@ -345,9 +358,12 @@ class TrainingRun:
                                make_step=self.make_step,
                                hooks=(*self.hooks, self._after_step))
                 except KeyboardInterrupt:
+                    if self.collective:
+                        raise
                     return RunResult(last=self.last, aborted=True)
                 suffix = FINAL if stop.signum is None else BACKUP
-                path = self._save(self.path_for(suffix)) if self.writer else None
+                path = (self._save(self.path_for(suffix)) if self.writer or self.collective
+                        else None)
                 return RunResult(last=self.last, saved=path, signum=stop.signum)
         finally:
             self._stop = None
