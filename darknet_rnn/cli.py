@@ -28,6 +28,7 @@ import sys
 import time
 import warnings
 
+from . import distributed
 from . import text as textlib
 from ._rand import clock_seed
 from .charrnn.batches import batcher_for
@@ -239,10 +240,11 @@ def _check_length(net, args, train_text, valid_text, name):
 
 
 def cmd_train(args, comm=None):
-    train_text, valid_text, name = _training_text(args)
-    srand = _train_seed(args, comm)
+    train_text, valid_text, name = _agreed(comm, _training_text, args)
+    distributed.check_same(comm, train_text, f"the training text ({name})")
+    srand = distributed.common_seed(comm, args.srand)     # the clock's: rank 0's
     net = load_net(args.cfg, args.weights, seed=srand, **_train_kwargs(args, comm))
-    textlib.check_byte_network(net, args.cfg)
+    _agreed(comm, textlib.check_byte_network, net, args.cfg)
     if args.max_batches is not None:
         net.max_batches = args.max_batches
     base = cfg_base(args.cfg)
@@ -265,8 +267,8 @@ def cmd_train(args, comm=None):
     def on_signal(signum):
         _say(f"\n{PROG}: {INTERRUPT_NOTE}")
 
-    net.check_trainable()           # e.g. batch norm over 1 stream: fail before starting
-    _check_length(net, args, train_text, valid_text, name)
+    _agreed(comm, net.check_trainable)   # e.g. batch norm over 1 stream: fail before starting
+    _agreed(comm, _check_length, net, args, train_text, valid_text, name)
     rng = getattr(net, "rng", None) or textlib.new_rng(srand)[0]
     source = CharSource(batcher_for(net, train_text, rng))   # this rank's streams under MPI
     hooks = (validation_hook(net, valid_text if net.rank == 0 else b"", args.valid_every,
@@ -279,7 +281,8 @@ def cmd_train(args, comm=None):
                       log_columns=LOG_COLUMNS, on_save=on_save, on_signal=on_signal)
 
     os.makedirs(args.out, exist_ok=True)
-    _say(f"{base}: {_streams_text(net)} x {net.time_steps} steps; {name}: "
+    procs = f"{net.world_size} processes x " if net.world_size > 1 else ""
+    _say(f"{base}: {procs}{net.streams} streams x {net.time_steps} steps; {name}: "
          f"{len(train_text)} training bytes, {len(valid_text)} validation bytes; "
          f"batch {net.current_batch()} of {net.max_batches}; srand {srand}; writing to {args.out}")
     try:
@@ -315,42 +318,21 @@ def _train_command(args):
     """cmd_train; under mpiexec every process runs it with MPI.COMM_WORLD:
     rank 0 prints and writes, the others are silent, and an error on any
     rank ends the whole job with one line instead of leaving it hanging."""
-    comm = _mpi_comm(args)
+    comm = distributed.comm_for(getattr(args, "mpi", "off"))
     if comm is None:
         return cmd_train(args)
-    from contextlib import redirect_stderr, redirect_stdout
-
-    from .distributed import run_or_abort
+    from contextlib import nullcontext, redirect_stderr, redirect_stdout
     err = sys.stderr
-    if comm.Get_rank() == 0:
-        return run_or_abort(comm, lambda: cmd_train(args, comm), prog=PROG,
-                            describe=_failure, stream=err)
-    with open(os.devnull, "w") as quiet, redirect_stdout(quiet), redirect_stderr(quiet):
-        return run_or_abort(comm, lambda: cmd_train(args, comm), prog=PROG,
-                            describe=_failure, stream=err)
+    with (open(os.devnull, "w") if comm.Get_rank() else nullcontext()) as quiet:
+        with redirect_stdout(quiet or sys.stdout), redirect_stderr(quiet or sys.stderr):
+            return distributed.run_or_abort(comm, lambda: cmd_train(args, comm), prog=PROG,
+                                             describe=_failure, stream=err)
 
 
-def _mpi_comm(args):
-    """MPI.COMM_WORLD when --mpi says so (auto: started by an MPI launcher)."""
-    from . import distributed
-    mode = getattr(args, "mpi", "off")
-    launched = distributed.launched_by_mpi()
-    if mode == "off" or (mode == "auto" and launched is None):
-        return None
-    try:
-        return distributed.world_comm()
-    except ImportError:
-        how = f"started by an MPI launcher ({launched} processes)" if launched else "--mpi on"
-        raise UsageError(f"{how}, but mpi4py is not installed: {distributed.INSTALL_HINT}; "
-                         "or train without mpiexec (--mpi off)") from None
-
-
-def _train_seed(args, comm):
-    """--srand, or the clock (rank 0's, under MPI)."""
-    if comm is None:
-        return args.srand if args.srand is not None else clock_seed()
-    from .distributed import common_seed
-    return common_seed(comm, args.srand)
+def _agreed(comm, fn, *args):
+    """fn(*args); under MPI a failure on any process raises on every
+    process (reported once, without aborting the job)."""
+    return distributed.agree(comm, lambda: fn(*args))
 
 
 def _train_kwargs(args, comm):
@@ -358,17 +340,10 @@ def _train_kwargs(args, comm):
     threads are the cores of this node shared among its processes."""
     kw = _network_kwargs(args)
     if comm is not None:
-        from .distributed import threads_per_rank
         kw["comm"] = comm
         if args.threads is None and not os.environ.get("OMP_NUM_THREADS"):
-            kw["threads"] = threads_per_rank(comm)
+            kw["threads"] = distributed.threads_per_rank(comm)
     return kw
-
-
-def _streams_text(net):
-    """'32 streams', or '2 processes x 32 streams' under MPI."""
-    size = getattr(net, "world_size", 1)
-    return f"{size} processes x {net.streams} streams" if size > 1 else f"{net.streams} streams"
 
 
 def _failure(e):

@@ -42,9 +42,9 @@ from ._rand import clock_seed
 from .errors import DarknetError
 
 __all__ = ["DistributedError", "AllReduceGradients", "mpi", "check_comm", "world",
-           "launched_by_mpi", "world_comm", "threads_per_rank", "agree", "common_seed",
+           "launched_by_mpi", "world_comm", "comm_for", "threads_per_rank", "agree", "common_seed",
            "sum_scalar", "any_rank", "broadcast_state", "average_statistics",
-           "check_identical", "save_collective", "load_on_root", "raised_on_every_rank",
+           "check_identical", "check_same", "save_collective", "load_on_root", "raised_on_every_rank",
            "run_or_abort"]
 
 INSTALL_HINT = "pip install 'darknet_rnn[mpi]' (mpi4py and MPICH from PyPI)"
@@ -114,6 +114,24 @@ def launched_by_mpi(environ=None):
 def world_comm():
     """MPI.COMM_WORLD (initialises MPI)."""
     return mpi().COMM_WORLD
+
+
+def comm_for(mode="auto"):
+    """The communicator a program should train with: MPI.COMM_WORLD for
+    mode "on", or for "auto" when an MPI launcher started this process;
+    None for "off" or when no launcher did. DistributedError (with the
+    install command) when MPI is wanted but mpi4py is missing."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"mode must be 'auto', 'on' or 'off', got {mode!r}")
+    launched = launched_by_mpi()
+    if mode == "off" or (mode == "auto" and launched is None):
+        return None
+    try:
+        return world_comm()
+    except ImportError:
+        how = f"started by an MPI launcher ({launched} processes)" if launched else "--mpi on"
+        raise DistributedError(f"{how}, but mpi4py is not installed: {INSTALL_HINT}; or "
+                               "run without mpiexec (--mpi off)") from None
 
 
 def threads_per_rank(comm):
@@ -395,6 +413,22 @@ def check_identical(net):
             f"the ranks' weights differ (crc32 {shown}): every rank must make the same "
             "train() calls, and the MPI library's all-reduce must give every rank the "
             "same sum"))
+
+
+def check_same(comm, data, what):
+    """DistributedError on every rank unless `data` (bytes-like) is the same
+    on every rank (its length and crc32, one allgather)."""
+    comm, rank, size = world(comm)
+    if comm is None or size == 1:
+        return
+    view = memoryview(data).cast("B")
+    mine = (len(view), zlib.crc32(view))
+    every = comm.allgather(mine)
+    if any(e != every[0] for e in every):
+        shown = ", ".join(f"rank {r}: {n} bytes, crc32 {c:08x}" for r, (n, c) in enumerate(every))
+        raise _mark_every_rank(DistributedError(
+            f"{what} differs between the processes ({shown}): every process must read the "
+            "same file"))
 
 
 def save_collective(net, write):

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,15 @@ def test_common_seed():
     assert distributed.common_seed(StandIn(1, 2, others=[(None, 100)]), None) == 100
     with pytest.raises(ValueError, match="seed must be the same on every rank"):
         distributed.common_seed(StandIn(0, 2, others=[(4, 100)]), 3)
+
+
+def test_check_same_compares_every_rank():
+    data = b"some training text"
+    same = StandIn(0, 2, others=[(len(data), zlib.crc32(data))])
+    distributed.check_same(same, data, "the text")
+    other = StandIn(0, 2, others=[(len(data), zlib.crc32(b"other"))])
+    with pytest.raises(distributed.DistributedError, match="the text differs between"):
+        distributed.check_same(other, data, "the text")
 
 
 def test_run_or_abort(capsys):
@@ -445,6 +455,16 @@ def test_a_rank_failing_ends_the_job_with_one_line(tmp_path, rank):
     assert f"darknet-rnn: error: rank {rank} of 2: RuntimeError: injected failure at " \
            "train call 5" in err
     assert not (tmp_path / "out" / "s4_final.weights").exists()
+
+
+@needs_mpi
+def test_an_error_every_rank_meets_is_reported_once(tmp_path):
+    cfg = write_small(tmp_path, "s4.cfg", 4)
+    status, _, err = mpirun(2, ["-m", "darknet_rnn", "train", cfg, "--file", tmp_path / "nope",
+                                "--out", tmp_path / "out"], cwd=tmp_path)
+    assert status == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == [f"darknet-rnn: error: {tmp_path / 'nope'}: No such file or directory"], err
 
 
 def _rows(path):
