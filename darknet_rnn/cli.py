@@ -305,7 +305,7 @@ def cmd_train(args, comm=None):
         v = f", validation {s.valid.bpc:.4f} bpc" if s.valid is not None else ""
         _say(f"{base}: batch {s.batch_number}, avg loss {s.avg_loss:.4f} "
              f"({s.avg_loss / math.log(2):.4f} bpc){v}")
-    if args.plot:
+    if args.plot and net.rank == 0:      # under MPI the log is rank 0's
         plot_loss_log(csv_path, png_path, title=base)
         _say(f"plot: {png_path}")
     return result.exit_status

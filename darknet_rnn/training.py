@@ -146,8 +146,10 @@ def train_loop(net, source, *, max_batches=None, make_step=None,
             step = make_step(step, report)
         last = step
         stop = any([hook(step) for hook in hooks])
-        agree = getattr(net, "any_rank", None)
-        if agree(stop) if agree is not None else stop:
+        any_rank = getattr(net, "any_rank", None)
+        if any_rank is not None:
+            stop = any_rank(stop)      # distributed: every rank stops after the same iteration
+        if stop:
             break
     return last
 

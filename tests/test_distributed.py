@@ -381,7 +381,7 @@ def runs(tmp_path_factory):
     cfg4, cfg8 = write_small(d, "s4.cfg", 4), write_small(d, "s8.cfg", 8)
     common = ["--srand", "1", "--threads", "1", "--valid-every", "50"]
     status, out, err = mpirun(2, ["-m", "darknet_rnn", "train", cfg4, "--out", d / "mpi",
-                                  "--progress", "lines", *common], cwd=d)
+                                  "--progress", "lines", "--plot", *common], cwd=d)
     assert status == 0, f"mpiexec -n 2 darknet-rnn train failed ({status}):\n{err}"
     for cfg, out_dir in ((cfg4, "one4"), (cfg8, "one8")):
         assert cli.main(["train", str(cfg), "--out", str(d / out_dir), "-q", *common]) == 0
@@ -392,7 +392,7 @@ def runs(tmp_path_factory):
 def test_cli_writes_one_final_weights_file_from_rank_0(runs):
     out_dir = runs["dir"] / "mpi"
     names = sorted(p.name for p in out_dir.iterdir())
-    assert names == ["s4.backup", "s4.loss.csv", "s4_final.weights"], names
+    assert names == ["s4.backup", "s4.loss.csv", "s4.loss.png", "s4_final.weights"], names
     lines = [ln for ln in runs["out"].splitlines() if ln.split(":")[0].isdigit()
              and "validation" not in ln]
     assert [int(ln.split(":")[0]) for ln in lines] == list(range(1, 101))   # rank 0 only
