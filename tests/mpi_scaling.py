@@ -2,7 +2,7 @@
 processes (one C-kernel thread each), and one process with 2 threads for
 comparison, timed from the loss log rank 0 writes.
 
-    python tests/mpi_scaling.py [CFG] [--batches N] [--skip K]
+    python tests/mpi_scaling.py [CFG] [--batches N] [--skip K] [--rounds R]
 
 For each row: mpiexec -n P python -m darknet_rnn train CFG --threads T
 --max-batches N (no validation, no checkpoints); iterations/s = the number
@@ -11,12 +11,15 @@ column (rank 0's wall time per iteration, waiting for the all-reduce
 included); chars/s = iterations/s x processes x streams x steps. "weak":
 every process keeps the cfg's streams (the global batch grows with the
 processes); "strong": the cfg's streams are split among the processes (the
-same global batch, so the same training run as one process).
+same global batch, so the same training run as one process). The rows run
+in turn, R rounds; each figure is the median over the rounds (the machine
+is shared: the load average is printed with the table).
 """
 import argparse
 import csv
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +57,7 @@ def main(argv=None):
     ap.add_argument("cfg", nargs="?", default=str(ROOT / "cfg" / "char-small.train.cfg"))
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--skip", type=int, default=20, help="warm-up iterations left out")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
     text = Path(args.cfg).read_text()
     streams = int(re.search(r"(?m)^batch=(\d+)", text).group(1))
@@ -66,12 +70,17 @@ def main(argv=None):
                 ("2 processes x 1 thread, weak", args.cfg, 2, 1, streams),
                 ("2 processes x 1 thread, strong", half, 2, 1, streams // 2),
                 ("1 process x 2 threads", args.cfg, 1, 2, streams)]
+        rates = {name: [] for name, *_ in plan}
+        for _ in range(args.rounds):
+            for name, cfg, procs, threads, per in plan:
+                seconds = run(cfg, procs, threads, args.batches, work)[args.skip:]
+                rates[name].append(len(seconds) / sum(seconds))
         for name, cfg, procs, threads, per in plan:
-            seconds = run(cfg, procs, threads, args.batches, work)[args.skip:]
-            its = len(seconds) / sum(seconds)
+            its = statistics.median(rates[name])
             rows.append((name, procs * per, its, its * procs * per * steps))
     print(f"{Path(args.cfg).name}: {args.batches} iterations, the first {args.skip} left out; "
-          f"{steps} steps per stream\n")
+          f"{steps} steps per stream; median of {args.rounds} rounds; load average "
+          + " ".join(f"{v:.2f}" for v in os.getloadavg()) + "\n")
     print("| run | streams in all | iterations/s | chars/s | chars/s vs 1 process |")
     print("|---|---|---|---|---|")
     base = rows[0][3]
