@@ -42,10 +42,10 @@ from ._rand import clock_seed
 from .errors import DarknetError
 
 __all__ = ["DistributedError", "AllReduceGradients", "mpi", "check_comm", "world",
-           "launched_by_mpi", "world_comm", "comm_for", "threads_per_rank", "agree", "common_seed",
-           "sum_scalar", "any_rank", "broadcast_state", "average_statistics",
-           "check_identical", "check_same", "save_collective", "load_on_root", "raised_on_every_rank",
-           "run_or_abort"]
+           "launched_by_mpi", "world_comm", "comm_for", "threads_per_rank", "agree",
+           "common_seed", "sum_scalar", "any_rank", "broadcast_state", "load_on_root",
+           "average_statistics", "check_identical", "check_same", "check_same_network",
+           "save_collective", "raised_on_every_rank", "run_or_abort"]
 
 INSTALL_HINT = "pip install 'darknet_rnn[mpi]' (mpi4py and MPICH from PyPI)"
 
@@ -429,6 +429,14 @@ def check_same(comm, data, what):
         raise _mark_every_rank(DistributedError(
             f"{what} differs between the processes ({shown}): every process must read the "
             "same file"))
+
+
+def check_same_network(net):
+    """DistributedError on every rank unless every rank built the same
+    network: shape (streams, steps, subdivisions), dtype and parameters."""
+    shape = (net.streams, net.time_steps, net.subdivisions, np.dtype(net.dtype).name,
+             [(p.name, p.value.shape) for p in net.params()])
+    check_same(net.comm, repr(shape).encode(), f"the network of {net.cfg_path} (its shape)")
 
 
 def save_collective(net, write):

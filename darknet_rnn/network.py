@@ -349,9 +349,9 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
     this value (darknet_rnn.optim.ClipGradNorm; off by default).
     comm: an mpi4py communicator for data-parallel training (see
     darknet_rnn.distributed): call load_network on every rank; the cfg is
-    parsed on each (an error on any rank raises on every rank), the seed is
-    agreed (None everywhere: rank 0's clock), a weights file is read by
-    rank 0 only and broadcast."""
+    parsed on each (an error on any rank raises on every rank), the ranks'
+    networks must have the same shape, the seed is agreed (None everywhere:
+    rank 0's clock), a weights file is read by rank 0 only and broadcast."""
     def parse():
         if optimizer == "adam":
             with warnings.catch_warnings():   # the cfg's "CPU ignores Adam" does not apply
@@ -368,6 +368,8 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
     net = Network(spec, seed=seed, strict=strict, exact=exact, backend=backend,
                   kernel=kernel, threads=threads, dtype=dtype, optimizer=optimizer,
                   clip_norm=clip_norm, comm=comm)
+    if net.world_size > 1:
+        distributed.check_same_network(net)
     if weights_path is not None:
         if net.world_size > 1:
             distributed.load_on_root(net, weights_path)

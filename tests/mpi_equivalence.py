@@ -166,6 +166,12 @@ def errors(directory):
         out["seeds"] = "no error"
     except ValueError as e:
         out["seeds"] = str(e)
+    other = write_cfg(directory, "err-other.cfg", B + 1)
+    try:
+        darknet_rnn.load_network(good if RANK == 0 else other, seed=SEED, comm=COMM)
+        out["shapes"] = "no error"
+    except distributed.DistributedError as e:
+        out["shapes"] = str(e)
     # a weights file on rank 0's disk only: rank 0 reads it, the others get it
     path = os.path.join(directory, "root-only.weights")
     if RANK == 0:

@@ -324,6 +324,7 @@ def test_a_failure_on_one_rank_raises_on_every_rank(api):
     assert r["missing_cfg"].startswith("DistributedError: rank 1 of 2: ")
     assert "missing.cfg" in r["missing_cfg"] and r["missing_cfg_every_rank"]
     assert "seed must be the same on every rank" in r["seeds"]
+    assert "(its shape) differs between the processes" in r["shapes"], r["shapes"]
     assert r["root_only_weights"]
 
 
