@@ -16,7 +16,8 @@ Darknet files).
 
 What is collective (every rank must make the same calls in the same order):
 load_network(comm=...) (the cfg is parsed on every rank and the outcome
-agreed; the seed is agreed; a weights file is read by rank 0 and broadcast),
+agreed; the networks' shapes compared; the seed agreed; a weights file is
+read by rank 0 and broadcast),
 Network.train / forward_backward (one 8-byte all-reduce of the loss per
 datum; the gradient all-reduce per update), Network.any_rank (the training
 loop's stop decision), Network.save_weights (BN rolling statistics averaged
