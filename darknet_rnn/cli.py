@@ -28,9 +28,12 @@ import os
 import sys
 import warnings
 
+from . import distributed
 from . import text as textlib
 from ._rand import clock_seed
+from .charrnn.batches import batcher_for
 from .charrnn.loop import LOG_COLUMNS, CharSource
+from .climpi import agreed as _agreed, run_train, train_kwargs
 from .checkpoint import CheckpointError, state_path
 from .charrnn.monitor import Monitor, best_in_log
 from .charrnn.progress import Progress
@@ -85,8 +88,8 @@ def _network_kwargs(args):
 
 def _load(args, weights, **kw):
     """The command's network."""
-    return load_net(args.cfg, weights, lenient=getattr(args, "lenient", False),
-                    **kw, **_network_kwargs(args))
+    merged = dict(_network_kwargs(args), **kw)      # the command's own choices win
+    return load_net(args.cfg, weights, lenient=getattr(args, "lenient", False), **merged)
 
 
 def _loaded(args, net, weights):
@@ -145,21 +148,30 @@ def _check_plot(args):
             raise UsageError(f"--plot: {MISSING}")
 
 
-def cmd_train(args):
-    _check_plot(args)
-    train_text, valid_text, name = _training_text(args)
-    srand = args.srand if args.srand is not None else clock_seed()
-    net = _load(args, args.weights, seed=srand, training=True)
+def _symbols(net, args, train_text, valid_text):
+    """(symbol, unit, vocab) of the run, after checking the texts fit the net."""
     if args.tokenized:
-        symbol, unit, vocab = "token", "tokens", int(net.inputs)
+        vocab = int(net.inputs)
         if net.outputs != net.inputs:
             raise textlib.TextError(f"{args.cfg}: word-level training needs as many outputs "
                                     f"as inputs (has {net.outputs} and {net.inputs})")
-        for data, what in ((train_text, args.file), (valid_text, args.file)):
-            textlib.check_token_ids(data, vocab, what)
-    else:
-        symbol, unit, vocab = "character", "bytes", None
-        textlib.check_byte_network(net, args.cfg)
+        for data in (train_text, valid_text):
+            textlib.check_token_ids(data, vocab, args.file)
+        return "token", "tokens", vocab
+    textlib.check_byte_network(net, args.cfg)
+    return "character", "bytes", None
+
+
+def cmd_train(args, comm=None):
+    """darknet-rnn train; comm: the MPI communicator when mpiexec started it
+    (every process runs this; rank 0 prints and writes)."""
+    _check_plot(args)
+    train_text, valid_text, name = _agreed(comm, _training_text, args)
+    distributed.check_same(comm, train_text, f"the training text ({name})")
+    srand = distributed.common_seed(comm, args.srand)     # the clock's: rank 0's
+    net = _load(args, args.weights, seed=srand, training=True,
+                **train_kwargs(comm, getattr(args, "threads", None)))
+    symbol, unit, vocab = _agreed(comm, _symbols, net, args, train_text, valid_text)
     if args.max_batches is not None:
         net.max_batches = args.max_batches
     base = cfg_base(args.cfg)
@@ -182,12 +194,11 @@ def cmd_train(args):
     def on_signal(signum):
         _say(f"\n{PROG}: {INTERRUPT_NOTE}")
 
-    net.check_trainable()           # e.g. batch norm over 1 stream: fail before starting
-    _check_length(net, args, train_text, valid_text, name, unit)
+    _agreed(comm, net.check_trainable)   # e.g. batch norm over 1 stream: fail before starting
+    _agreed(comm, _check_length, net, args, train_text, valid_text, name, unit)
     _loaded(args, net, args.weights)
     rng = getattr(net, "rng", None) or textlib.new_rng(srand)[0]
-    source = CharSource(textlib.CharBatcher(train_text, net.streams, net.time_steps, rng,
-                                            vocab=vocab),
+    source = CharSource(batcher_for(net, train_text, rng, vocab=vocab),   # this rank's streams
                         reset=net.reset_state if net.stateful else None)
     run = None
     monitor = Monitor(net, train_text, valid_text, budget=args.valid_bytes,
@@ -195,6 +206,7 @@ def cmd_train(args):
                       should_stop=lambda: run is not None and run.stop_requested,
                       listener=progress)
     progress.monitor = monitor
+    lead = net.rank == 0             # under MPI only rank 0 evaluates (its figures are logged)
     resumed = args.weights is not None
     best = (best_in_log(csv_path, monitor.unit.short)
             if resumed and not args.clear and os.path.exists(csv_path) else None)
@@ -202,11 +214,14 @@ def cmd_train(args):
     # weights are loaded as they are.
     run = TrainingRun(net, source, path_for=path_for, save_every=args.save_every,
                       keep_every=args.keep_every, make_step=source.make_step,
-                      hooks=(progress.step, monitor), resumed=resumed, clear=args.clear,
+                      hooks=(progress.step, monitor) if lead else (progress.step,),
+                      resumed=resumed, clear=args.clear,
                       log_path=csv_path, log_columns=LOG_COLUMNS + gradient_columns(
                           net, args.grad_stats), on_save=on_save,
                       on_signal=on_signal, best_so_far=best, save_state=True,
-                      best_of=lambda s: s.evaluation.valid if s.evaluation else None)
+                      # a best checkpoint is a save every rank must make: single process only
+                      best_of=(lambda s: s.evaluation.valid if s.evaluation else None)
+                      if net.world_size == 1 else None)
     if resumed:
         try:
             if run.resume_state(args.weights):
@@ -222,7 +237,8 @@ def cmd_train(args):
              f"{o.decay:g}, Inputs: {net.inputs} {net.batch} {net.time_steps}")
         every = (f"every {args.valid_every} iterations and " if args.valid_every else "")
         held = (f" and {monitor.valid_sample.count} held back" if monitor.valid_sample else "")
-        _say(f"{base}: {net.streams} streams x {net.time_steps} steps; {name}: "
+        procs = f"{net.world_size} processes x " if net.world_size > 1 else ""
+        _say(f"{base}: {procs}{net.streams} streams x {net.time_steps} steps; {name}: "
              f"{len(train_text)} training {unit}, {len(valid_text)} held back; evaluating "
              f"{every}at the end on {monitor.train_sample.count} training {symbol}s{held}; "
              f"batch {net.current_batch()} of {net.max_batches}; srand {srand}; writing to "
@@ -254,7 +270,7 @@ def cmd_train(args):
             figures += f"; best validation {result.best:.4f}: {result.best_path}"
         _say(f"{base}: batch {s.batch_number}, Darknet's loss (moving average, training "
              f"mode) {s.avg_loss:.4f}{figures}")
-    if args.plot and (s is not None or os.path.exists(csv_path)):
+    if args.plot and lead and (s is not None or os.path.exists(csv_path)):
         from .plot import plot_loss_log
         plot_loss_log(csv_path, png_path, title=base)
         if not args.quiet:
@@ -465,8 +481,14 @@ def build_parser():
                    help="train with exact BPTT/batch-norm gradients instead of Darknet's "
                         "(README, Compatibility); the weights format is the same")
     training_options(t)
+    t.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
+                   help="data-parallel training over MPI (mpi4py): auto (default) when started "
+                        "by mpiexec/mpirun/srun, on, or off; each process reads its own streams, "
+                        "process 0 prints and writes the weights")
     common_net(t, "print nothing but errors, warnings and the interrupt note")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=lambda a: run_train(a, cmd_train, prog=PROG, usage_error=UsageError,
+                                            exit_usage=EXIT_USAGE,
+                                            exit_interrupt=EXIT_INTERRUPT))
 
     g = sub.add_parser(
         "generate", help="sample text from a trained network",

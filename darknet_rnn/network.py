@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from . import policy
+from . import distributed, policy
 from ._rand import GlibcRandom, clock_seed
 from .cfg import parse_cfg
 from .checkpoint import load_training_state, save_training_state
@@ -32,7 +32,7 @@ class Network:
 
     def __init__(self, spec, *, seed=None, strict=True, exact=False, backend="native",
                  kernel=None, threads=None, dtype=np.float32, optimizer=None,
-                 clip_norm=None, stateful=False):
+                 clip_norm=None, stateful=False, comm=None):
         self.spec = spec
         self.cfg_path = spec.path
         opts = spec.net
@@ -47,6 +47,12 @@ class Network:
         self.inputs = opts.inputs
         self.max_batches = opts.max_batches
         self.seen = 0
+        # data parallelism (darknet_rnn.distributed): this process is rank
+        # `rank` of `world_size`; seen, the batch divisor and the lr schedule
+        # count the global batch (every rank's streams)
+        self.comm, self.rank, self.world_size = distributed.world(comm)
+        if comm is not None:
+            seed = distributed.common_seed(comm, seed)
         if seed is None:
             seed = clock_seed()
         self.seed = seed
@@ -93,6 +99,10 @@ class Network:
         if clip_norm is not None:
             self.clip = ClipGradNorm(clip_norm)
             self.gradient_hooks.append(self.clip)
+        self.allreduce = None
+        if self.world_size > 1:        # first: clipping must see the global gradient
+            self.allreduce = distributed.AllReduceGradients(comm)
+            self.gradient_hooks.insert(0, self.allreduce)
         self._params = None
         self._carry = None             # momentum carry snapshots for gradient hooks
         init_weights(self._init_entries(), self.rng)
@@ -127,8 +137,18 @@ class Network:
         return header
 
     def save_weights(self, path):
-        """Write a Darknet .weights file (version 0.2.0) atomically."""
-        save_weights(path, self._entries(), seen=self.seen)
+        """Write a Darknet .weights file (version 0.2.0) atomically.
+
+        On a distributed network (world_size > 1) every rank must call it:
+        the batch-norm rolling statistics are averaged across the ranks (in
+        every rank's network), the weights are checked identical on every
+        rank, and rank 0 writes the file; the other ranks write nothing."""
+        def write():
+            save_weights(path, self._entries(), seen=self.seen)
+        if self.world_size > 1:
+            distributed.save_collective(self, write)
+        else:
+            write()
 
     # ------------------------------------------------------------------
     # data
@@ -204,7 +224,7 @@ class Network:
         update still divides by the whole batch: nothing is renormalised
         (see darknet_rnn.sequence)."""
         loss = self.forward_backward(x, y, mask)
-        if (self.seen // self.batch) % self.subdivisions == 0:
+        if (self.seen // self.global_batch) % self.subdivisions == 0:
             self.update()
         return loss
 
@@ -214,15 +234,22 @@ class Network:
         and every parameter's update buffer (`Param.grad` of params())
         accumulates the negative gradient of the loss, summed over the rows.
         Returns the loss. train() is this plus update() on schedule.
-        mask, and y of shape (streams, outputs): as train()."""
+        mask, and y of shape (streams, outputs): as train().
+
+        Distributed (world_size > 1): x, y are this rank's streams; `seen`
+        advances by the global batch and the loss returned is the sum over
+        the ranks (what one process with every rank's streams returns), one
+        all-reduce of one number."""
         self.check_trainable()
         x = self._rows(x, "x", self.inputs)
         y, keep = truth_and_mask(self, y, mask)
-        if (self.seen // self.batch) % self.subdivisions == 0:
+        if (self.seen // self.global_batch) % self.subdivisions == 0:
             self._snapshot_carry()     # first datum since the last update
-        self.seen += self.batch
+        self.seen += self.global_batch
         loss = self._forward(x, y, train=True, keep=keep)
         self._backward(x)
+        if self.world_size > 1:
+            loss = float(distributed.sum_scalar(self.comm, loss, self.dtype))
         return loss
 
     def _snapshot_carry(self):
@@ -245,10 +272,11 @@ class Network:
     def update(self):
         """update_network: the gradient hooks, then the optimizer over every
         parameter, with Darknet's arguments (the lr policy's current rate,
-        momentum, decay, batch * subdivisions)."""
+        momentum, decay, batch * subdivisions; the global batch when
+        distributed)."""
         o = self.options
         args = UpdateArgs(learning_rate=self.current_rate(), momentum=o.momentum,
-                          decay=o.decay, batch=self.batch * self.subdivisions)
+                          decay=o.decay, batch=self.global_batch * self.subdivisions)
         params = self.params()
         for hook in self.gradient_hooks:
             hook(self, params, args)
@@ -370,8 +398,21 @@ class Network:
         matching weights); returns the program's extra arrays."""
         return load_training_state(self, path)
 
+    @property
+    def global_batch(self):
+        """Rows of one datum over every rank: batch * world_size (= batch
+        without a communicator). `seen` advances by it."""
+        return self.batch * self.world_size
+
+    def any_rank(self, flag):
+        """True if `flag` is true on any rank (every rank must call it: one
+        all-reduce); bool(flag) on a network without a communicator."""
+        if self.world_size > 1:
+            return distributed.any_rank(self.comm, flag)
+        return bool(flag)
+
     def current_batch(self):
-        return self.seen // (self.batch * self.subdivisions)
+        return self.seen // (self.global_batch * self.subdivisions)
 
     def current_rate(self):
         return float(policy.current_rate(self.options, self.current_batch(), self.rng))
@@ -384,7 +425,8 @@ class Network:
 
 def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=False,
                  backend="native", kernel=None, threads=None, clear=False, streams=None,
-                 dtype=np.float32, optimizer=None, clip_norm=None, stateful=False):
+                 dtype=np.float32, optimizer=None, clip_norm=None, stateful=False,
+                 comm=None):
     """Parse a Darknet .cfg, initialise as Darknet does (srand(seed)), and
     load a .weights file if given (like Darknet's load_network).
 
@@ -400,13 +442,19 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
     stateful: truncated BPTT - each training call starts every stream from
     the state it ended the previous call with (no gradient crosses the
     boundary; reset_state(streams) starts streams afresh). Darknet's CPU
-    zeroes the state at every training call (the default)."""
-    if optimizer == "adam":
-        with warnings.catch_warnings():   # the cfg's "CPU ignores Adam" does not apply
-            warnings.filterwarnings("ignore", message=".*ignores Adam.*")
-            spec = parse_cfg(cfg_path, strict=strict)
-    else:
-        spec = parse_cfg(cfg_path, strict=strict)
+    zeroes the state at every training call (the default).
+    comm: an mpi4py communicator for data-parallel training (see
+    darknet_rnn.distributed): call load_network on every rank; the cfg is
+    parsed on each (an error on any rank raises on every rank), the ranks'
+    networks must have the same shape, the seed is agreed (None everywhere:
+    rank 0's clock), a weights file is read by rank 0 only and broadcast."""
+    def parse():
+        if optimizer == "adam":
+            with warnings.catch_warnings():   # the cfg's "CPU ignores Adam" does not apply
+                warnings.filterwarnings("ignore", message=".*ignores Adam.*")
+                return parse_cfg(cfg_path, strict=strict)
+        return parse_cfg(cfg_path, strict=strict)
+    spec = parse() if comm is None else distributed.agree(comm, parse)
     if streams is not None:
         if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
             raise ValueError(f"streams must be a positive int, got {streams!r}")
@@ -415,9 +463,14 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
             spec.net = dataclasses.replace(opts, batch=streams, subdivisions=1, time_steps=1)
     net = Network(spec, seed=seed, strict=strict, exact=exact, backend=backend,
                   kernel=kernel, threads=threads, dtype=dtype, optimizer=optimizer,
-                  clip_norm=clip_norm, stateful=stateful)
+                  clip_norm=clip_norm, stateful=stateful, comm=comm)
+    if net.world_size > 1:
+        distributed.check_same_network(net)
     if weights_path is not None:
-        net.load_weights(weights_path)
+        if net.world_size > 1:
+            distributed.load_on_root(net, weights_path)
+        else:
+            net.load_weights(weights_path)
     if clear:
         net.seen = 0
     return net

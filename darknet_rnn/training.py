@@ -137,12 +137,17 @@ def train_loop(net, source, *, max_batches=None, make_step=None,
     make_step(step, after_result) into the program's own step when given;
     then every hook(step) in order. The loop stops after the iteration if any
     hook returns something true. Returns the last step (None if no
-    iteration ran)."""
+    iteration ran).
+
+    A distributed network (darknet_rnn.distributed) counts the global batch
+    (`global_batch`: the iteration number and loss divide by it) and stops
+    on every rank when a hook asked on any (net.any_rank); every rank's
+    source must give the same number of batches."""
     src = _Source(source)
     if max_batches is None:
         max_batches = int(net.max_batches)
     max_batches = int(max_batches)
-    batch = int(net.batch)
+    batch = int(getattr(net, "global_batch", net.batch))
     iteration = int(net.seen) // batch
     avg = None
     last = None
@@ -168,8 +173,11 @@ def train_loop(net, source, *, max_batches=None, make_step=None,
         if make_step is not None:
             step = make_step(step, report)
         last = step
-        stop = [hook(step) for hook in hooks]
-        if any(stop):
+        stop = any([hook(step) for hook in hooks])
+        any_rank = getattr(net, "any_rank", None)
+        if any_rank is not None:
+            stop = any_rank(stop)      # distributed: every rank stops after the same iteration
+        if stop:
             break
     return last
 
@@ -318,6 +326,10 @@ class TrainingRun:
     log_path, log_columns: the CSV loss log (None: none); columns as LossLog.
     writer: False on every process but one when several train together:
       nothing is written (no log, checkpoints or weights); the loop is the same.
+      None (default): True, or on a distributed network (world_size > 1) rank
+      0 only; such a network's saves are collective (every rank calls
+      net.save_weights, rank 0 writes), and a second signal raises
+      KeyboardInterrupt instead of returning (so the job can be aborted).
     handle_signals: install the SIGINT/SIGTERM handlers while running.
     save_state: with every weights file also write its training-state
       sidecar (<weights>.state: momentum/Adam state, rand() stream, carried
@@ -335,7 +347,7 @@ class TrainingRun:
     def __init__(self, net, source, *, path_for: Callable[[str], str],
                  save_every=0, keep_every=0, max_batches=None, make_step=None,
                  hooks: Sequence[Hook] = (), resumed=False, clear=False,
-                 log_path=None, log_columns=STEP_COLUMNS, writer=True,
+                 log_path=None, log_columns=STEP_COLUMNS, writer=None,
                  handle_signals=True, save_state=False,
                  best_of: Optional[Callable[[Any], Any]] = None,
                  best_so_far: Optional[float] = None,
@@ -360,6 +372,9 @@ class TrainingRun:
         self.append_log = bool(resumed) and not self.clear
         self.log_path = log_path
         self.log_columns = tuple(log_columns)
+        self.collective = getattr(net, "world_size", 1) > 1
+        if writer is None:
+            writer = getattr(net, "rank", 0) == 0
         self.writer = bool(writer)
         self.handle_signals = handle_signals
         self.save_state = bool(save_state)
@@ -374,7 +389,9 @@ class TrainingRun:
 
     def _save(self, path):
         self.net.save_weights(path)
-        if self.save_state:
+        # the sidecar holds one process's trajectory (its streams' offsets and
+        # carried states): a distributed run resumes from the weights alone
+        if self.save_state and not self.collective:
             state = getattr(self.source, "state", None)
             self.net.save_training_state(state_path(path), extra=state() if state else None)
         return path
@@ -385,7 +402,7 @@ class TrainingRun:
         source its saved state (set_state). Returns True if a sidecar was
         used. Not with clear (a cleared run starts a new trajectory)."""
         path = state_path(weights_path)
-        if self.clear or not os.path.exists(path):
+        if self.clear or self.collective or not os.path.exists(path):
             return False
         extra = self.net.load_training_state(path)
         set_state = getattr(self.source, "set_state", None)
@@ -395,9 +412,9 @@ class TrainingRun:
 
     def _after_step(self, step):
         self.last = step
-        if self.writer:
-            if self._log is not None:
-                self._log.row(step)
+        if self._log is not None:
+            self._log.row(step)
+        if self.writer or self.collective:
             it = step.iteration
             if self.keep_every and it % self.keep_every == 0:
                 self._saved(self._save(self.path_for(keep_suffix(it))), step, "keep")
@@ -416,7 +433,7 @@ class TrainingRun:
         return self._stop is not None and self._stop.signum is not None
 
     def _saved(self, path, step, kind):
-        if self.on_save is not None:
+        if self.writer and self.on_save is not None:
             self.on_save(path, step, kind)
 
     def run(self) -> RunResult:
@@ -434,10 +451,13 @@ class TrainingRun:
                                make_step=self.make_step,
                                hooks=(*self.hooks, self._after_step))
                 except KeyboardInterrupt:
+                    if self.collective:
+                        raise
                     return RunResult(last=self.last, aborted=True, best=self.best,
                                      best_path=self.best_path)
                 suffix = FINAL if stop.signum is None else BACKUP
-                path = self._save(self.path_for(suffix)) if self.writer else None
+                path = (self._save(self.path_for(suffix)) if self.writer or self.collective
+                        else None)
                 return RunResult(last=self.last, saved=path, signum=stop.signum,
                                  best=self.best, best_path=self.best_path)
         finally:

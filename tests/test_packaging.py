@@ -69,7 +69,7 @@ def test_readme_snippet_runs_outside_the_repository(tmp_path):
 
 def test_readme_newcomer_commands():
     block = re.search(r"<!-- ci:install -->\s*```\n(.*?)\n```", README, re.S).group(1)
-    assert block.startswith('pip install -e ".[test]" && ')
+    assert block.startswith('pip install -e ".[test,mpi]" && ')     # MPI tests run in CI
     for cfg in re.findall(r"darknet-rnn \w+ (\S+)", block):
         assert os.path.isfile(cfgfiles.resolve_cfg(cfg)), cfg
     test_block = re.search(r"<!-- ci:test -->\s*```\n(.*?)\n```", README, re.S).group(1)

@@ -243,3 +243,53 @@ def check_byte_network(net, what="network"):
             raise TextError(f"{what}: layer {ls.index} {ls.section} (line {ls.line}) reads the "
                             "sequence from its end too (bidirectional), so it would see the byte "
                             "it has to predict; a char-RNN needs layers that read forward only")
+
+
+# --------------------------------------------------------------------------
+# data parallelism
+
+class ShardedCharBatcher(CharBatcher):
+    """This rank's streams of a data-parallel run (darknet_rnn.distributed):
+    `size` ranks with `streams` streams each read the text as ONE
+    CharBatcher of size*streams streams would, and this rank reads streams
+    rank*streams .. (rank+1)*streams-1 of it.
+
+    Every rank draws every stream's offsets and jumps from `rng` in
+    Darknet's order (its own generator, seeded alike on every rank), so the
+    ranks' streams are disjoint shares of one reproducible draw -- together
+    exactly what one process with size*streams streams reads from the same
+    seed -- and the generator stays the same on every rank (it also drives
+    the `random` lr policy). next_batch() returns this rank's (x, y), shape
+    (steps, streams, 256); the other ranks' offsets advance with it; jump()
+    returns the global indices of the streams that jumped."""
+
+    def __init__(self, text, streams, steps, rng=None, *, rank=0, size=1, vocab=None):
+        from .._checks import check_int
+        streams, size = check_int("streams", streams), check_int("size", size)
+        rank = check_int("rank", rank, minimum=0)
+        if rank >= size:
+            raise ValueError(f"rank must be < size ({size}), got {rank}")
+        super().__init__(text, streams * size, steps, rng, vocab=vocab)
+        self.rank, self.size, self.local_streams = rank, size, streams
+        self.local = slice(rank * streams, (rank + 1) * streams)
+
+    def next_batch(self):
+        mine = self.offsets[self.local]           # a view: get_batch advances it
+        x, y = get_batch(self.data, mine, self.local_streams, self.steps, self.vocab)
+        n = self.data.shape[0]
+        for other in (slice(0, self.local.start), slice(self.local.stop, None)):
+            self.offsets[other] = (self.offsets[other] + self.steps) % n
+        return x, y
+
+
+def batcher_for(net, text, rng=None, vocab=None):
+    """The CharBatcher that feeds `net`: all its streams, or on a distributed
+    network (world_size > 1) this rank's share of world_size * streams
+    (ShardedCharBatcher). rng: None uses the network's own generator."""
+    if rng is None:
+        rng = getattr(net, "rng", None)
+    size = int(getattr(net, "world_size", 1))
+    if size > 1:
+        return ShardedCharBatcher(text, net.streams, net.time_steps, rng,
+                                  rank=int(net.rank), size=size, vocab=vocab)
+    return CharBatcher(text, net.streams, net.time_steps, rng, vocab=vocab)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional
 
 from ..training import train_loop
-from .batches import CharBatcher, check_byte_network
+from .batches import CharBatcher, batcher_for, check_byte_network
 from .evaluate import ValidResult, evaluate_bpc
 
 
@@ -136,9 +136,7 @@ def train(net, text, *, rng=None, max_batches=None, valid_text=b"", valid_every=
     """
     check_byte_network(net)
     if batcher is None:
-        if rng is None:
-            rng = getattr(net, "rng", None)
-        batcher = CharBatcher(text, net.streams, net.time_steps, rng)
+        batcher = batcher_for(net, text, rng)      # this rank's streams when distributed
     source = CharSource(batcher)
     hooks = [validation_hook(net, valid_text, valid_every, valid_max_bytes)]
     if callback is not None:
