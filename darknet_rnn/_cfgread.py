@@ -321,14 +321,14 @@ class _Reader:
 
 
 # the modules that read cfg text; warnings point past them, at the caller
-_PARSER_MODULES = ("darknet_rnn._cfgread", "darknet_rnn.cfg", "darknet_rnn.registry")
+_PARSER_MODULES = ("darknet_rnn._cfgread", "darknet_rnn.cfg", "darknet_rnn.registry")  # prefixes
 
 
 def _stacklevel():
     """stacklevel that points warnings at the first frame outside the parser."""
     f = sys._getframe(1)
     level = 1
-    while f is not None and f.f_globals.get("__name__") in _PARSER_MODULES:
+    while f is not None and (f.f_globals.get("__name__") or "").startswith(_PARSER_MODULES):
         f = f.f_back
         level += 1
     return level

@@ -34,6 +34,7 @@ from ._rand import clock_seed
 from .charrnn.batches import batcher_for
 from .charrnn.loop import LOG_COLUMNS, CharSource
 from .climpi import agreed as _agreed, run_train, train_kwargs
+from .clitext import check_length, symbols, training_text
 from .checkpoint import CheckpointError, state_path
 from .charrnn.monitor import Monitor, best_in_log
 from .charrnn.progress import Progress
@@ -114,33 +115,6 @@ def sampling_rng(net, seed):
 # --------------------------------------------------------------------------
 # train
 
-def _training_text(args):
-    """(train, valid, name, vocab): bytes, or token ids with --tokenized
-    (vocab: None for bytes, else filled in later from the network)."""
-    if args.tokenized:
-        if args.file is None:
-            raise UsageError("--tokenized (-tokenized) needs --file FILE (-file FILE): "
-                             "a file of token ids")
-        corpus = textlib.read_tokenized_data(args.file, lenient=args.lenient)
-        name = args.file
-    elif args.file is None:
-        corpus, name = textlib.default_corpus(), "the embedded corpus (pydoc_data.topics)"
-    else:
-        corpus, name = textlib.load_text(args.file), args.file
-    train_text, valid_text = textlib.split_text(corpus, args.valid_fraction)
-    return train_text, valid_text, name
-
-
-def _check_length(net, args, train_text, valid_text, name, unit):
-    need = net.streams * net.time_steps + 1
-    if len(train_text) < need:
-        held = (f", after holding back {args.valid_fraction:g} for validation"
-                if len(valid_text) else "")
-        raise textlib.TextError(
-            f"the training text ({len(train_text)} {unit} of {name}{held}) is shorter than "
-            f"one batch: {net.streams} streams x {net.time_steps} steps + 1 = {need} {unit}")
-
-
 def _check_plot(args):
     if args.plot:
         from .plot import MISSING, available
@@ -148,30 +122,16 @@ def _check_plot(args):
             raise UsageError(f"--plot: {MISSING}")
 
 
-def _symbols(net, args, train_text, valid_text):
-    """(symbol, unit, vocab) of the run, after checking the texts fit the net."""
-    if args.tokenized:
-        vocab = int(net.inputs)
-        if net.outputs != net.inputs:
-            raise textlib.TextError(f"{args.cfg}: word-level training needs as many outputs "
-                                    f"as inputs (has {net.outputs} and {net.inputs})")
-        for data in (train_text, valid_text):
-            textlib.check_token_ids(data, vocab, args.file)
-        return "token", "tokens", vocab
-    textlib.check_byte_network(net, args.cfg)
-    return "character", "bytes", None
-
-
 def cmd_train(args, comm=None):
     """darknet-rnn train; comm: the MPI communicator when mpiexec started it
     (every process runs this; rank 0 prints and writes)."""
     _check_plot(args)
-    train_text, valid_text, name = _agreed(comm, _training_text, args)
+    train_text, valid_text, name = _agreed(comm, training_text, args)
     distributed.check_same(comm, train_text, f"the training text ({name})")
     srand = distributed.common_seed(comm, args.srand)     # the clock's: rank 0's
     net = _load(args, args.weights, seed=srand, training=True,
                 **train_kwargs(comm, getattr(args, "threads", None)))
-    symbol, unit, vocab = _agreed(comm, _symbols, net, args, train_text, valid_text)
+    symbol, unit, vocab = _agreed(comm, symbols, net, args, train_text, valid_text)
     if args.max_batches is not None:
         net.max_batches = args.max_batches
     base = cfg_base(args.cfg)
@@ -195,7 +155,7 @@ def cmd_train(args, comm=None):
         _say(f"\n{PROG}: {INTERRUPT_NOTE}")
 
     _agreed(comm, net.check_trainable)   # e.g. batch norm over 1 stream: fail before starting
-    _agreed(comm, _check_length, net, args, train_text, valid_text, name, unit)
+    _agreed(comm, check_length, net, args, train_text, valid_text, name, unit)
     _loaded(args, net, args.weights)
     rng = getattr(net, "rng", None) or textlib.new_rng(srand)[0]
     source = CharSource(batcher_for(net, train_text, rng, vocab=vocab),   # this rank's streams

@@ -1,21 +1,14 @@
-"""Darknet's layers on the C core: ConnectedLayer, RNNLayer, GRULayer,
-LSTMLayer, SoftmaxLayer, CostLayer, DropoutLayer.
-
-Same classes, methods and attribute names as darknet_rnn.reference (the
-NumPy twin). Every parameter and buffer is a float32 NumPy array that the C
-structs point into, so `layer.weights[0, 0] = 1` changes what C computes;
-assigning a whole array (`layer.weights = w`) copies into the same buffer.
-
-Layout: rows are time-major (row t*batch + s is stream s at step t).
-"""
+"""The C-backed Darknet layers: [connected], [rnn], [softmax], [cost],
+[dropout], and the shared argument helpers; the loss-row mask of the
+softmax/cost layers (an extension). See darknet_rnn.layers."""
 import numpy as np
 
-from . import _ffi
-from ._ffi import check, ffi, fptr, lib
-from ._checks import Buffer as _Buffer, check_array as _check_array, check_int, reset_streams
-from .activations import ACTIVATIONS, activation_index
-from .fixes import FIX_ALL, FIX_BN_GRADIENT  # noqa: F401  (re-exported)
-from .optim import UpdateArgs, block_params, sgd_update_native
+from .. import _ffi
+from .._ffi import check, ffi, fptr, lib
+from .._checks import Buffer as _Buffer, check_array as _check_array, check_int, reset_streams
+from ..activations import activation_index
+from ..fixes import FIX_ALL
+from ..optim import UpdateArgs, block_params, sgd_update_native
 
 COST_TYPES = {"sse": lib.DN_COST_SSE, "masked": lib.DN_COST_MASKED, "L1": lib.DN_COST_L1,
               "seg": lib.DN_COST_SEG, "smooth": lib.DN_COST_SMOOTH, "wgan": lib.DN_COST_WGAN}
@@ -386,7 +379,7 @@ class DropoutLayer:
     rand = _Buffer()
 
     def __init__(self, batch, inputs, probability=0.5, rng=None, output=None, delta=None):
-        from ._randstate import STATE_WORDS
+        from .._randstate import STATE_WORDS
         self.batch = positive_int(batch, "batch")
         self.inputs = self.outputs = positive_int(inputs, "inputs")
         p = float(np.float32(probability))
@@ -410,7 +403,7 @@ class DropoutLayer:
 
     def forward(self, input, train=True):
         """input (batch, inputs). In place when input is the layer's output."""
-        from ._randstate import get_state, set_state
+        from .._randstate import get_state, set_state
         check_array(input, "input", self.batch, self.inputs)
         if not train:
             check(lib.dn_dropout_forward(self._c, ffi.NULL, fptr(input), fptr(self._output), 0),
@@ -439,171 +432,6 @@ class DropoutLayer:
 
 
 
-
-class _GatedLayer:
-    """What [gru] and [lstm] share on the C core: linear connected sublayers
-    living inside the C struct, a state carried between calls, and per-step
-    buffers. Subclasses name the struct, sublayers and buffers."""
-    SUBLAYERS = ()           # sublayer names, Darknet's creation (rand()) order
-    _STRUCT = ""
-    _CARRIED = ()            # (batch, outputs), kept between calls
-    _HISTORY = ()            # (steps+1, batch, outputs)
-    _PER_STEP = ()           # (steps*batch, outputs)
-    _SCRATCH = 0             # (n, batch, outputs) backward scratch
-
-    def __init__(self, batch, inputs, outputs, steps, batch_normalize, fixes, ctx):
-        self.batch = positive_int(batch, "batch")
-        self.inputs = positive_int(inputs, "inputs")
-        self.outputs = positive_int(outputs, "outputs")
-        self.steps = positive_int(steps, "steps")
-        self.batch_normalize = bool(batch_normalize)
-        self.ctx = ctx
-        self._c = c = ffi.new(self._STRUCT + " *")
-        c.batch, c.steps, c.inputs, c.outputs = self.batch, self.steps, self.inputs, self.outputs
-        self.fixes = fixes
-        B, T, H = self.batch, self.steps, self.outputs
-        for name in self.SUBLAYERS:
-            setattr(self, name, ConnectedLayer(
-                batch=B, inputs=self.inputs if name[0] == "u" else H, outputs=H,
-                activation="linear", batch_normalize=self.batch_normalize, steps=T, ctx=ctx,
-                _struct=ffi.addressof(c[0], name), _owner=c))
-        shapes = ([(n, (B, H)) for n in self._CARRIED] + [(n, (T + 1, B, H)) for n in self._HISTORY]
-                  + [(n, (T * B, H)) for n in self._PER_STEP]
-                  + [("scratch", (self._SCRATCH, B, H))])
-        for name, shape in shapes:
-            arr = np.zeros(shape, dtype=np.float32)
-            setattr(self, "_" + name, arr)
-            setattr(c, name, fptr(arr))
-
-    @property
-    def fixes(self):
-        return int(self._c.fixes)
-
-    @fixes.setter
-    def fixes(self, value):
-        value = int(value)
-        if value & ~FIX_ALL:
-            raise ValueError(f"fixes: unknown bits in {value:#x}")
-        self._c.fixes = value
-
-    @property
-    def output(self):
-        """(steps*batch, outputs): the state after each step (a view of states[1:])."""
-        return self._states[1:].reshape(self.steps * self.batch, self.outputs)
-
-    @property
-    def sublayers(self):
-        return tuple(getattr(self, n) for n in self.SUBLAYERS)
-
-    def _call(self, fn, what, *args):
-        check(fn(_ctx(self.ctx), self._c, *args), f"{self.type} {what}")
-
-    def forward(self, input, train=True):
-        """input (steps*batch, inputs), time-major; starts from the carried state."""
-        check_array(input, "input", self.steps * self.batch, self.inputs)
-        self._call(getattr(lib, f"dn_{self.type}_forward"), "forward", fptr(input),
-                   int(bool(train)))
-
-    def backward(self, input, prev_delta=None):
-        """Backward over the steps of the last training forward (see fixes)."""
-        check_array(input, "input", self.steps * self.batch, self.inputs)
-        pd = ffi.NULL
-        if prev_delta is not None:
-            check_array(prev_delta, "prev_delta", self.steps * self.batch, self.inputs,
-                        writable=True)
-            pd = fptr(prev_delta)
-        self._call(getattr(lib, f"dn_{self.type}_backward"), "backward", fptr(input), pd)
-
-    def update(self, learning_rate, momentum, decay, batch):
-        """Darknet's SGD on every sublayer."""
-        params = [p for layer in self.sublayers for p in block_params(layer)]
-        sgd_update_native(params, UpdateArgs(learning_rate, momentum, decay, batch))
-
-    def state_arrays(self):
-        """The arrays carried from one call to the next."""
-        return [getattr(self, n) for n in self._CARRIED]
-
-    def reset_state(self):
-        """Zero the carried state (Darknet has no CPU reset)."""
-        for a in self.state_arrays():
-            a[...] = 0
-
-
-class GRULayer(_GatedLayer):
-    """Darknet's [gru]: z = logistic(uz x + wz s), r = logistic(ur x + wr s),
-    h = act(uh x + wh (r*s)) (act logistic, or tanh with tanh=True),
-    s' = z*s + (1-z)*h. Darknet's CPU backward is empty; fixes &
-    FIX_GRU_BACKWARD gives BPTT."""
-    type = "gru"
-    SUBLAYERS = ("uz", "wz", "ur", "wr", "uh", "wh")
-    _STRUCT = "dn_gru"
-    _CARRIED = ("state",)
-    _HISTORY = ("states",)
-    _PER_STEP = ("z", "r", "h", "forgot_state", "delta")
-    _SCRATCH = 3
-
-    state = _Buffer()
-    states = _Buffer()
-    z = _Buffer()
-    r = _Buffer()
-    h = _Buffer()
-    forgot_state = _Buffer()
-    delta = _Buffer()
-
-    def __init__(self, batch, inputs, outputs, steps, batch_normalize=False, tanh=False,
-                 fixes=0, ctx=None):
-        super().__init__(batch, inputs, outputs, steps, batch_normalize, fixes, ctx)
-        self.tanh = bool(tanh)
-        self._c.tanh = int(self.tanh)
-
-    @property
-    def activation(self):
-        """The candidate's activation."""
-        return "tanh" if self.tanh else "logistic"
-
-    def __repr__(self):
-        extra = ", batch_normalize=True" if self.batch_normalize else ""
-        extra += ", tanh=True" if self.tanh else ""
-        return (f"GRULayer(batch={self.batch}, inputs={self.inputs}, outputs={self.outputs}, "
-                f"steps={self.steps}{extra})")
-
-
-class LSTMLayer(_GatedLayer):
-    """Darknet's [lstm]: gates f, i, o (logistic) and g (tanh) from
-    w*(h) + u*(x); c' = f*c + i*g; h' = o*tanh(c'). The default backward is
-    Darknet's CPU one; the FIX_LSTM_* bits make it exact."""
-    type = "lstm"
-    SUBLAYERS = ("uf", "ui", "ug", "uo", "wf", "wi", "wg", "wo")
-    _STRUCT = "dn_lstm"
-    _CARRIED = ("state", "cell_state", "dc")
-    _HISTORY = ("states", "cells")
-    _PER_STEP = ("f", "i", "g", "o", "delta")
-    _SCRATCH = 3
-
-    state = _Buffer()
-    cell_state = _Buffer()
-    dc = _Buffer()
-    states = _Buffer()
-    cells = _Buffer()
-    f = _Buffer()
-    i = _Buffer()
-    g = _Buffer()
-    o = _Buffer()
-    delta = _Buffer()
-
-    def __init__(self, batch, inputs, outputs, steps, batch_normalize=False, fixes=0,
-                 ctx=None):
-        super().__init__(batch, inputs, outputs, steps, batch_normalize, fixes, ctx)
-
-    def __repr__(self):
-        extra = ", batch_normalize=True" if self.batch_normalize else ""
-        return (f"LSTMLayer(batch={self.batch}, inputs={self.inputs}, outputs={self.outputs}, "
-                f"steps={self.steps}{extra})")
-
-
-__all__ = ["ConnectedLayer", "RNNLayer", "GRULayer", "LSTMLayer", "SoftmaxLayer", "CostLayer",
-           "DropoutLayer",
-           "ACTIVATIONS", "COST_TYPES"]
 
 
 # --------------------------------------------------------------------------
@@ -644,106 +472,3 @@ def _cost_mask_rows(self, keep):
 # extension stays one appended block of this module
 SoftmaxLayer.mask_rows = _softmax_mask_rows
 CostLayer.mask_rows = _cost_mask_rows
-
-
-class BiRNNLayer:
-    """A bidirectional [rnn] (`bidirectional=1`, an extension): two
-    independent Darknet [rnn] blocks with the same options, `forward_rnn`
-    over t = 0..T-1 and `backward_rnn` over the time-reversed input; row
-    t*batch + s of `output` is the forward block's output at t, then the
-    backward block's at t (2*units values). `outputs` = 2*units.
-
-    Each call is a whole sequence: an inference forward starts both blocks
-    from zero (there is no state to carry into a later call, since the
-    backward block starts at the sequence's end), and stateful training is
-    not offered."""
-    type = "rnn"
-
-    output = _Buffer()
-    delta = _Buffer()
-
-    def __init__(self, batch, inputs, outputs, steps, activation="logistic",
-                 batch_normalize=False, shortcut=False, fixes=0, ctx=None):
-        kw = dict(batch=batch, inputs=inputs, outputs=outputs, steps=steps,
-                  activation=activation, batch_normalize=batch_normalize, shortcut=shortcut,
-                  fixes=fixes, ctx=ctx)
-        self.forward_rnn = RNNLayer(**kw)
-        self.backward_rnn = RNNLayer(**kw)
-        f = self.forward_rnn
-        self.batch, self.inputs, self.steps, self.units = f.batch, f.inputs, f.steps, f.outputs
-        self.outputs = 2 * self.units
-        self.activation, self.batch_normalize, self.shortcut = activation, f.batch_normalize, f.shortcut
-        self.ctx = ctx
-        rows = self.steps * self.batch
-        self._output = np.zeros((rows, self.outputs), np.float32)
-        self._delta = np.zeros((rows, self.outputs), np.float32)
-        self._reversed_input = np.zeros((rows, self.inputs), np.float32)
-        self._reversed_delta = np.zeros((rows, self.inputs), np.float32)
-        self._c = c = ffi.new("dn_birnn *")
-        c.batch, c.steps, c.inputs, c.outputs = self.batch, self.steps, self.inputs, self.units
-        c.fwd, c.bwd = self.forward_rnn._c, self.backward_rnn._c
-        c.reversed_input, c.reversed_delta = fptr(self._reversed_input), fptr(self._reversed_delta)
-        c.output, c.delta = fptr(self._output), fptr(self._delta)
-
-    directions = property(lambda self: (self.forward_rnn, self.backward_rnn))
-    sublayers = property(lambda self: self.forward_rnn.sublayers + self.backward_rnn.sublayers)
-    reversed_input = _Buffer()     # (T*B, inputs): the input the backward block saw
-
-    @property
-    def fixes(self):
-        return self.forward_rnn.fixes
-
-    @fixes.setter
-    def fixes(self, value):
-        for d in self.directions:
-            d.fixes = value
-
-    @property
-    def record_grad_norms(self):
-        return self.forward_rnn.record_grad_norms
-
-    @record_grad_norms.setter
-    def record_grad_norms(self, value):
-        for d in self.directions:
-            d.record_grad_norms = value
-
-    @property
-    def grad_norms(self):
-        """(steps,): at time t, the norm of the delta reaching both blocks'
-        states of time t (forward h_{t+1}, backward block's step T-1-t)."""
-        f = self.forward_rnn.grad_norms.astype(np.float64)
-        b = self.backward_rnn.grad_norms[::-1].astype(np.float64)
-        return np.sqrt(f * f + b * b).astype(np.float32)
-
-    def forward(self, input, train=True):
-        """input (steps*batch, inputs), time-major; the whole sequence."""
-        check_array(input, "input", self.steps * self.batch, self.inputs)
-        check(lib.dn_birnn_forward(_ctx(self.ctx), self._c, fptr(input), int(bool(train))),
-              "bidirectional rnn forward")
-
-    def backward(self, input, prev_delta=None):
-        check_array(input, "input", self.steps * self.batch, self.inputs)
-        pd = ffi.NULL
-        if prev_delta is not None:
-            check_array(prev_delta, "prev_delta", self.steps * self.batch, self.inputs,
-                        writable=True)
-            pd = fptr(prev_delta)
-        check(lib.dn_birnn_backward(_ctx(self.ctx), self._c, fptr(input), pd),
-              "bidirectional rnn backward")
-
-    def update(self, learning_rate, momentum, decay, batch):
-        for d in self.directions:
-            d.update(learning_rate, momentum, decay, batch)
-
-    def reset_state(self, streams=None):
-        for d in self.directions:
-            d.reset_state(streams)
-
-    def __repr__(self):
-        extra = ", batch_normalize=True" if self.batch_normalize else ""
-        extra += ", shortcut=True" if self.shortcut else ""
-        return (f"BiRNNLayer(batch={self.batch}, inputs={self.inputs}, units={self.units}, "
-                f"steps={self.steps}, activation={self.activation!r}{extra})")
-
-
-__all__ += ["BiRNNLayer"]
