@@ -353,3 +353,60 @@ class Cost(LayerType):
 
     def backward(self, layer, inp, prev_delta, fixes):
         layer.backward(prev_delta)
+
+
+# --------------------------------------------------------------------------
+# Reliability checks over the entries (the finite guard and the cfg checks,
+# darknet_rnn.guard and darknet_rnn.cfgcheck): which layers are loss layers,
+# and how much memory a layer will allocate, per type.
+
+def is_loss_layer(ls: LayerSpec) -> bool:
+    """Does this layer add to the network's cost when trained ([softmax]
+    without noloss, [cost])?"""
+    entry = layer_type(ls.type)
+    return bool(entry.has_cost) and not bool(getattr(ls, "noloss", False))
+
+
+def _dense_floats(rows, steps, inputs, outputs, bn):
+    """Floats a connected-like block allocates (layers.ConnectedLayer):
+    weights and their updates, biases and theirs, output and delta rows,
+    with batch norm its statistics, per-step statistics and x / x_norm."""
+    n = 2 * outputs * inputs + 2 * outputs + 2 * rows * outputs
+    if bn:
+        n += 5 * outputs + 2 * steps * outputs + 2 * rows * outputs
+    return n
+
+
+def _connected_floats(ls, streams, time_steps):
+    return _dense_floats(streams * time_steps, 1, ls.inputs, ls.outputs, ls.batch_normalize)
+
+
+def _rnn_floats(ls, streams, time_steps):
+    h, rows = ls.outputs, streams * time_steps
+    n = _dense_floats(rows, time_steps, ls.inputs, h, ls.batch_normalize)
+    n += 2 * _dense_floats(rows, time_steps, h, h, ls.batch_normalize)
+    return n + (time_steps + 3) * streams * h + time_steps     # state, scratch, carry, norms
+
+
+def _rows_floats(count):
+    def floats(ls, streams, time_steps):
+        return count * streams * time_steps * max(ls.inputs, ls.outputs)
+    return floats
+
+
+# Floats per layer type, and the cfg key that sets the layer's size. A type
+# without an entry is estimated as a [connected] of its inputs and outputs.
+ALLOC_FLOATS = {
+    "connected": (_connected_floats, "output"),
+    "rnn": (_rnn_floats, "output"),
+    "softmax": (_rows_floats(3), None),
+    "cost": (_rows_floats(2), None),
+}
+
+
+def alloc_bytes(ls: LayerSpec, streams: int, time_steps: int, itemsize: int = 4):
+    """(bytes, key) a layer of this spec allocates when built with `streams`
+    streams of `time_steps` steps; key is the cfg key that sets its size
+    (None: the size follows its inputs and the [net] batch)."""
+    floats, key = ALLOC_FLOATS.get(ls.type, (_connected_floats, "output"))
+    return int(floats(ls, int(streams), int(time_steps))) * int(itemsize), key
