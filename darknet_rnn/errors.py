@@ -24,3 +24,18 @@ class KernelError(DarknetError, ValueError):
 
 class NativeError(DarknetError, RuntimeError):
     """The C core returned an error status."""
+
+
+class DivergenceError(DarknetError, FloatingPointError):
+    """Training or inference produced NaN or infinity (the finite guard,
+    darknet_rnn.guard). The message names the iteration and the first layer
+    whose output, gradient or parameters went non-finite; `iteration`,
+    `layer` (index or None) and `what` hold the same, and `checkpoint` the
+    last finite checkpoint a TrainingRun wrote (None if none)."""
+
+    def __init__(self, message, *, iteration=None, layer=None, what=None):
+        super().__init__(message)
+        self.iteration = iteration
+        self.layer = layer
+        self.what = what
+        self.checkpoint = None

@@ -15,10 +15,12 @@ import warnings
 
 import numpy as np
 
-from . import policy
+from . import guard, policy
 from ._rand import GlibcRandom, clock_seed
 from .cfg import parse_cfg
+from .cfgcheck import check_alloc
 from .checkpoint import load_training_state, save_training_state
+from .concurrency import serialized
 from .errors import CfgError
 from .fixes import FIX_ALL
 from .optim import ClipGradNorm, UpdateArgs, make_optimizer
@@ -74,6 +76,7 @@ class Network:
         self.stateful = bool(stateful)
         # the registry entry of each layer: every per-type decision goes through it
         self.kinds = [layer_type(ls.type) for ls in spec.layers]
+        check_alloc(spec, self.streams, self.time_steps, np.dtype(self.dtype).itemsize)
         self.layers = [k.build(ls, build) for k, ls in zip(self.kinds, spec.layers)]
         outs = [i for i, k in enumerate(self.kinds) if k.network_output]
         if not outs:
@@ -115,13 +118,20 @@ class Network:
                 self._params += k.params(l, f"layer {ls.index} {ls.section} ")
         return self._params
 
-    def load_weights(self, path, *, strict=None):
-        """Load a Darknet .weights file; sets `seen` from its header."""
+    @serialized
+    def load_weights(self, path, *, strict=None, allow_nonfinite=None):
+        """Load a Darknet .weights file; sets `seen` from its header. NaN or
+        infinite values are refused unless allow_nonfinite=True (default: as
+        the finite guard, darknet_rnn.guard, says)."""
         strict = self.strict if strict is None else strict
-        header = load_weights(path, self._entries(), strict=strict)
+        if allow_nonfinite is None:
+            allow_nonfinite = not guard.enabled(self)
+        header = load_weights(path, self._entries(), strict=strict,
+                              allow_nonfinite=allow_nonfinite)
         self.seen = int(header.seen)
         return header
 
+    @serialized
     def save_weights(self, path):
         """Write a Darknet .weights file (version 0.2.0) atomically."""
         save_weights(path, self._entries(), seen=self.seen)
@@ -185,7 +195,12 @@ class Network:
             if self.strict:
                 raise CfgError(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        for msg in guard.network_problems(self):
+            if self.strict:
+                raise CfgError(f"{self.cfg_path}:{msg}")
+            warnings.warn(f"{self.cfg_path}:{msg}", RuntimeWarning, stacklevel=3)
 
+    @serialized
     def train(self, x, y):
         """One train_network_datum: forward, backward, and every
         `subdivisions` datums an update. Returns Darknet's loss (the averaged
@@ -195,6 +210,7 @@ class Network:
             self.update()
         return loss
 
+    @serialized
     def forward_backward(self, x, y):
         """The datum without the update: `seen` advances, the training
         forward and Darknet's backward (or exact BPTT with exact=True) run,
@@ -204,11 +220,13 @@ class Network:
         self.check_trainable()
         x = self._rows(x, "x", self.inputs)
         y = self._rows(y, "y", self.truths)
+        guard.check_data(self, x=x, y=y)
         if (self.seen // self.batch) % self.subdivisions == 0:
             self._snapshot_carry()     # first datum since the last update
         self.seen += self.batch
         loss = self._forward(x, y, train=True)
         self._backward(x)
+        guard.check_loss(self, loss)
         return loss
 
     def _snapshot_carry(self):
@@ -228,6 +246,7 @@ class Network:
             np.copyto(c, p.grad)
             p.carry = c
 
+    @serialized
     def update(self):
         """update_network: the gradient hooks, then the optimizer over every
         parameter, with Darknet's arguments (the lr policy's current rate,
@@ -239,14 +258,20 @@ class Network:
         for hook in self.gradient_hooks:
             hook(self, params, args)
         self.optimizer.step(params, args)
+        guard.check_params(self)
 
+    @serialized
     def forward(self, x, y=None, train=False):
         """Run the network forward; returns Darknet's cost (NaN without truth
         layers). Outputs stay in the layers."""
         x = self._rows(x, "x", self.inputs)
         y = None if y is None else self._rows(y, "y", self.truths)
-        return self._forward(x, y, train=train)
+        guard.check_data(self, x=x, y=y)
+        cost = self._forward(x, y, train=train)
+        guard.check_output(self)
+        return cost
 
+    @serialized
     def predict(self, x):
         """Inference forward (state carries across calls). x is (inputs,) when
         the net batch is 1, else (time_steps, streams, inputs); returns a new
@@ -257,7 +282,9 @@ class Network:
                 raise ValueError(f"x must have shape ({self.inputs},) for a network with batch 1,"
                                  f" got {arr.shape}")
         x = self._rows(x, "x", self.inputs)
+        guard.check_data(self, x=x)
         self._forward(x, None, train=False)
+        guard.check_output(self)
         out = self.layers[self._out_index].output.copy()
         return out.reshape(self.outputs) if self.batch == 1 else out
 
@@ -266,6 +293,7 @@ class Network:
         """The last forward's network output, (time_steps*streams, outputs) (a copy)."""
         return self.layers[self._out_index].output.copy()
 
+    @serialized
     def reset_state(self, streams=None):
         """Zero the recurrent state of every stream, or only of the listed
         stream indices (Darknet has no CPU reset). With stateful=True this
@@ -304,12 +332,14 @@ class Network:
         """Every array of recurrent state carried between calls."""
         return [a for k, l in zip(self.kinds, self.layers) for a in k.state_arrays(l)]
 
+    @serialized
     def save_training_state(self, path, extra=None):
         """Write the sidecar that lets a run continue bit for bit (update
         buffers, optimizer state, rand() stream, carried states); see
         darknet_rnn.checkpoint."""
         save_training_state(self, path, extra)
 
+    @serialized
     def load_training_state(self, path):
         """Restore a sidecar written by save_training_state (after loading the
         matching weights); returns the program's extra arrays."""
