@@ -71,13 +71,19 @@ def _problem(r, key, msg, strict, messages):
     warnings.warn(text, CfgWarning, stacklevel=_stacklevel())
 
 
+def _shown(raw):
+    """A cfg value for a message: long values are cut."""
+    raw = str(raw)
+    return raw if len(raw) <= 40 else f"{raw[:24]}... ({len(raw)} characters)"
+
+
 def _check_floats(r, kind, strict, messages):
     seen = set()
     for key, value in r.floats:
         if key in seen:
             continue
         seen.add(key)
-        raw = r.peek(key).value
+        raw = _shown(r.peek(key).value)
         if not math.isfinite(value):
             _problem(r, key, f"{key}={raw} is not a finite number ({value}); Darknet would "
                      "compute with it and produce NaN", strict, messages)

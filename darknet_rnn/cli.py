@@ -32,7 +32,7 @@ from . import text as textlib
 from ._rand import clock_seed
 from .charrnn.loop import LOG_COLUMNS, CharSource, validation_hook
 from .checkpoint import CheckpointError, state_path
-from .errors import DarknetError, NativeError
+from .errors import DarknetError, DivergenceError, NativeError
 from .training import EXIT_INTERRUPT, INTERRUPT_NOTE, TrainingRun, darknet_paths
 
 PROG = "darknet-rnn"
@@ -546,7 +546,7 @@ def main(argv=None):
     except UsageError as e:
         _say(f"{PROG}: error: {e}")
         return EXIT_USAGE
-    except NativeError as e:
+    except (NativeError, DivergenceError) as e:      # failures of the run itself
         _say(f"{PROG}: error: {e}")
         return 1
     except DarknetError as e:
@@ -556,12 +556,22 @@ def main(argv=None):
         if isinstance(e, BrokenPipeError):
             _quiet_stdout()
             return 0
-        where = f"{e.filename}: " if e.filename else ""
-        _say(f"{PROG}: error: {where}{e.strerror or e}")
+        why = e.strerror or str(e) or type(e).__name__
+        where = f"{e.filename}: " if e.filename and str(e.filename) not in why else ""
+        _say(f"{PROG}: error: {where}{why}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _say("")
         return EXIT_INTERRUPT
+    except MemoryError as e:
+        _say(f"{PROG}: error: out of memory{': ' + str(e) if str(e) else ''} (a smaller "
+             "cfg, fewer streams or time steps need less)")
+        return 1
+    except (ValueError, TypeError, RuntimeError, ArithmeticError) as e:
+        if os.environ.get("DARKNET_RNN_TRACEBACK"):
+            raise
+        _say(f"{PROG}: error: {type(e).__name__}: {e} (DARKNET_RNN_TRACEBACK=1 shows where)")
+        return 1
 
 
 def _quiet_stdout():

@@ -45,7 +45,8 @@ __all__ = ["ENV", "enabled", "first_nonfinite", "check_data", "check_loss", "che
 
 ENV = "DARKNET_RNN_FINITE_GUARD"
 _OFF = ("0", "off", "false", "no")
-OPT_OUT = (f"net.finite_guard = False (or {ENV}=0) runs on as Darknet does")
+OPT_OUT = (f"net.finite_guard = False (or {ENV}=0 in the environment) runs on as Darknet "
+           "does.")
 
 
 def enabled(net) -> bool:
@@ -104,7 +105,7 @@ def check_data(net, **arrays):
         if i >= 0:
             width = a.shape[-1] if a.ndim > 1 else a.size
             raise ValueError(f"{name} holds {_value(a, i)} at {_rowcol(net, i, width)}: "
-                             f"{name} must be finite ({OPT_OUT})")
+                             f"{name} must be finite; {OPT_OUT}")
 
 
 def _first_bad_layer(net):
@@ -127,6 +128,19 @@ def _first_bad_layer(net):
     return None
 
 
+def _first_bad_cost(net):
+    """(index, 'loss', text) of the first loss layer whose cost is not
+    finite although every output is (a probability of exactly 0 for a
+    target: its log is -inf)."""
+    for i, (k, layer) in enumerate(zip(net.kinds, net.layers)):
+        cost = getattr(layer, "cost", None) if k.has_cost else None
+        if cost is not None and not math.isfinite(cost):
+            return i, "loss", (f"the cost of {_layer_name(net, i)} ({cost}: a predicted "
+                               "probability underflowed to 0 for a target, or an output "
+                               "overflowed)")
+    return None
+
+
 def _iteration(net):
     return int(net.seen) // max(1, int(net.batch))
 
@@ -136,13 +150,13 @@ def check_loss(net, loss):
     if math.isfinite(loss) or not enabled(net):
         return
     it = _iteration(net)
-    bad = _first_bad_layer(net)
-    where = bad[2] if bad else "no layer output or delta (the cost itself)"
+    bad = _first_bad_layer(net) or _first_bad_cost(net)
+    where = bad[2] if bad else "the averaged cost itself"
     raise DivergenceError(
         f"{net.cfg_path}: training diverged at iteration {it}: the loss is {loss}; the first "
         f"non-finite value is {where}. The weights of earlier checkpoints are finite; lower "
-        f"the learning rate (now {net.current_rate():g}) or clip gradients (clip_norm); "
-        + OPT_OUT,
+        f"the learning rate (now {net.current_rate():g}) or clip gradients (clip_norm, "
+        "--clip-norm); " + OPT_OUT,
         iteration=it, layer=None if bad is None else bad[0],
         what="loss" if bad is None else bad[1])
 
@@ -187,7 +201,7 @@ def check_params(net):
             f"{net.cfg_path}: training diverged at iteration {it}: the update made "
             f"{name} of {_layer_name(net, i)} non-finite ({_value(value, j)} at index {j})"
             f"{cause}. The weights of earlier checkpoints are finite; lower the learning "
-            f"rate or clip gradients (clip_norm); " + OPT_OUT,
+            f"rate or clip gradients (clip_norm, --clip-norm); " + OPT_OUT,
             iteration=it, layer=i, what="weights")
 
 
