@@ -31,7 +31,7 @@ from ._cfgread import _INT32_MAX, CfgWarning, _stacklevel
 from .errors import CfgError
 
 __all__ = ["RANGES", "check_net", "check_layer", "order_problems", "check_alloc",
-           "available_bytes", "format_bytes"]
+           "available_bytes", "format_bytes", "build_layer"]
 
 
 def _nonneg(v):
@@ -231,3 +231,15 @@ def check_alloc(spec, streams, time_steps, itemsize=4):
         f"({streams} streams x {time_steps} steps), more than {avail[1]}, "
         f"{format_bytes(avail[0])}; the largest part is layer {ls.index} {ls.section} with "
         f"{what}: {format_bytes(nbytes)}. Nothing was allocated.")
+
+
+def build_layer(kind, ls, build, path):
+    """kind.build(ls, build), with an argument the layer class refuses (a
+    value strict=False let through, e.g. temperature=0) reported as a
+    CfgError naming the cfg line."""
+    try:
+        return kind.build(ls, build)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, CfgError):
+            raise
+        raise CfgError(f"{path}:{ls.line}: layer {ls.index} {ls.section}: {e}") from e

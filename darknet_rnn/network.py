@@ -18,7 +18,7 @@ import numpy as np
 from . import guard, policy
 from ._rand import GlibcRandom, clock_seed
 from .cfg import parse_cfg
-from .cfgcheck import check_alloc
+from .cfgcheck import build_layer, check_alloc
 from .checkpoint import load_training_state, save_training_state
 from .concurrency import serialized
 from .errors import CfgError
@@ -77,7 +77,8 @@ class Network:
         # the registry entry of each layer: every per-type decision goes through it
         self.kinds = [layer_type(ls.type) for ls in spec.layers]
         check_alloc(spec, self.streams, self.time_steps, np.dtype(self.dtype).itemsize)
-        self.layers = [k.build(ls, build) for k, ls in zip(self.kinds, spec.layers)]
+        self.layers = [build_layer(k, ls, build, spec.path)
+                       for k, ls in zip(self.kinds, spec.layers)]
         outs = [i for i, k in enumerate(self.kinds) if k.network_output]
         if not outs:
             raise CfgError(f"{spec.path}: the network has no layer besides [cost]")
@@ -124,8 +125,8 @@ class Network:
         infinite values are refused unless allow_nonfinite=True (default: as
         the finite guard, darknet_rnn.guard, says)."""
         strict = self.strict if strict is None else strict
-        if allow_nonfinite is None:
-            allow_nonfinite = not guard.enabled(self)
+        if allow_nonfinite is None:          # Darknet's behaviour (strict=False) loads them
+            allow_nonfinite = not strict or not guard.enabled(self)
         header = load_weights(path, self._entries(), strict=strict,
                               allow_nonfinite=allow_nonfinite)
         self.seen = int(header.seen)

@@ -22,7 +22,8 @@ CF = CHUNK // 4                     # floats per chunk
 BIG = 2**31 + 64                    # just past a 32-bit int
 HUGE = 4 * 1073741826               # the 4 x 1073741826 weights (2**32 + 8)
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
+pytestmark = [pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)"),
+              pytest.mark.full]           # ~30 s: 2**31-element loops (run with --full)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
