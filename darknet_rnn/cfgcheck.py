@@ -31,7 +31,7 @@ from ._cfgread import _INT32_MAX, CfgWarning, _stacklevel
 from .errors import CfgError
 
 __all__ = ["RANGES", "check_net", "check_layer", "order_problems", "check_alloc",
-           "available_bytes", "format_bytes", "build_layer"]
+           "available_bytes", "format_bytes", "build_layer", "network_bytes"]
 
 
 def _nonneg(v):
@@ -203,18 +203,27 @@ def available_bytes():
     return best
 
 
+def network_bytes(spec, streams, time_steps, itemsize=4):
+    """(total, [(bytes, key) per layer]): what building the network allocates,
+    plus the peak of Darknet's initialisation, which draws one rand() per
+    weight of a block (about 20 bytes per weight of the largest block while
+    it runs: int64 draws, float values, the float32 result)."""
+    from .registry import alloc_bytes
+    sizes = [alloc_bytes(ls, streams, time_steps, itemsize) for ls in spec.layers]
+    init = 20 * max((ls.outputs * max(ls.inputs, ls.outputs) for ls in spec.layers), default=0)
+    return sum(b for b, _ in sizes) + init, sizes
+
+
 def check_alloc(spec, streams, time_steps, itemsize=4):
     """CfgError before any allocation when the network's layers would need
     more memory than is available, or more rows than a C int holds."""
-    from .registry import alloc_bytes
     rows = int(streams) * int(time_steps)
     if rows > _INT32_MAX:
         net = spec.net
         raise CfgError(f"{spec.path}:{net.lines.get('batch', net.line)}: key 'batch': "
                        f"{streams} streams x {time_steps} time steps = {rows} rows overflow "
                        "a C int")
-    sizes = [alloc_bytes(ls, streams, time_steps, itemsize) for ls in spec.layers]
-    total = sum(b for b, _ in sizes)
+    total, sizes = network_bytes(spec, streams, time_steps, itemsize)
     avail = available_bytes()
     if avail is None or total <= avail[0]:
         return

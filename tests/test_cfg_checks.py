@@ -148,10 +148,10 @@ def test_three_big_layers_refused_without_growing_memory(tmp_path, monkeypatch):
 
 
 def test_memory_limit_is_exact_at_the_boundary(tmp_path, monkeypatch):
-    from darknet_rnn.registry import alloc_bytes
+    from darknet_rnn.cfgcheck import network_bytes
     cfg = small_cfg(tmp_path)
     spec = parse_cfg(cfg)
-    need = sum(alloc_bytes(ls, spec.net.streams, spec.net.time_steps)[0] for ls in spec.layers)
+    need, _ = network_bytes(spec, spec.net.streams, spec.net.time_steps)
     monkeypatch.setenv(ENV_MAX_BYTES, str(need))
     net = darknet_rnn.load_network(cfg, seed=1)                 # exactly enough
     measured = sum(a.nbytes for l in net.layers for a in _arrays(l))
@@ -217,3 +217,27 @@ def test_cli_reports_cfg_problems_in_one_line(tmp_path):
     p = cli("train", cfg, "--out", tmp_path)
     line = one_line_error(p)
     assert p.returncode == 2 and f"{cfg}:5: key 'momentum': momentum=7 must be in [0, 1)" in line
+
+
+@pytest.mark.skipif(bool(os.environ.get("DARKNET_RNN_SANITIZED")),
+                    reason="ASan reserves more address space than any limit allows")
+def test_cli_out_of_memory_is_one_line(tmp_path):
+    """Under an address-space limit: the up-front check refuses the network
+    (exit 2, naming the limit); with the check overridden the allocation
+    itself fails, and MemoryError is one line too (exit 1), no traceback."""
+    cfg = small_cfg(tmp_path, text="[net]\nbatch=4\ntime_steps=4\ninputs=256\n[rnn]\n"
+                    "output=12000\n[connected]\noutput=256\n[softmax]\n")
+    limit = 1 << 30
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    p = cli("train", cfg, "--out", tmp_path, "--max-batches", 1, env=env, preexec_fn=cap)
+    line = one_line_error(p)
+    assert p.returncode == 2 and f"{cfg}:6: key 'output': the network needs" in line
+    assert "address-space limit" in line
+    p = cli("train", cfg, "--out", tmp_path, "--max-batches", 1, preexec_fn=cap,
+            env=dict(env, **{ENV_MAX_BYTES: str(1 << 40)}))
+    line = one_line_error(p)
+    assert p.returncode == 1 and line.startswith("darknet-rnn: error: out of memory")
+    assert list(tmp_path.glob("*.weights")) == []
