@@ -266,3 +266,19 @@ def test_weights_loader_refusal_leaves_network_untouched(tmp_path):
     assert np.array_equal(weights_of(fresh), before) and fresh.seen == 0
     fresh.load_weights(w, allow_nonfinite=True)                 # for inspection
     assert np.isneginf(fresh.layers[0].self_layer.biases[2])
+
+
+def test_recipes_report_a_diverged_recipe_in_its_row(tmp_path):
+    """`darknet-rnn recipes`: a recipe the guard stops is a row that says so;
+    the other recipes still run and the table is printed."""
+    from darknet_rnn.recipes import run_recipe, table
+    cfg = small_cfg(tmp_path, lr=1000, inputs=256, outputs=256)
+    text = bytes(range(1, 120)) * 60
+    bad = run_recipe("darknet", cfg, text, text[:500], iterations=30, seed=1, adam_lr=0.002,
+                     clip_norm=1.0)
+    good = run_recipe("adam", cfg, text, text[:500], iterations=3, seed=1, adam_lr=0.002,
+                      clip_norm=1.0)
+    assert bad["note"].startswith("diverged at iteration ") and math.isnan(bad["valid_bpc"])
+    assert good["note"] == "" and math.isfinite(good["valid_bpc"])
+    out = table([bad, good], 30, str(cfg))
+    assert "| darknet | diverged at iteration" in out and "| adam | " in out
