@@ -83,6 +83,7 @@ def read_regular(path, what, limit, error=ValueError):
 
 _HOST = "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())[:40]
 _LEGACY_AGE = 600.0      # seconds: temporary files of older versions (no pid) count as stale
+_OTHER_HOST_AGE = 86400.0   # ... and those of other hosts sharing the directory
 
 
 def temp_prefix(name):
@@ -122,11 +123,18 @@ def _pid_alive(pid):
     return True
 
 
+def _older(path, now, age):
+    try:
+        return now - os.lstat(path).st_mtime > age
+    except OSError:
+        return False
+
+
 def clean_stale(directory, name, now=None):
     """Remove temporary files of `name` in `directory` left by saves that
-    cannot finish any more: this host's processes that are gone, or (names
-    without a pid, from older versions or other hosts) files untouched for
-    10 minutes. Returns the paths removed."""
+    cannot finish any more: this host's processes that are gone; files of
+    older versions (no pid in the name) untouched for 10 minutes; other
+    hosts' untouched for a day. Returns the paths removed."""
     prefix = temp_prefix(name)
     now = time.time() if now is None else now
     removed = []
@@ -139,13 +147,15 @@ def clean_stale(directory, name, now=None):
             continue
         parts = entry[len(prefix):-len(".tmp")].split(".")
         path = os.path.join(directory, entry)
-        if len(parts) == 3 and parts[0] == _HOST and parts[1].isdigit():
-            stale = not _pid_alive(int(parts[1]))
+        if len(parts) == 3 and parts[1].isdigit() and len(parts[2]) == 8:
+            if parts[0] == _HOST:
+                stale = not _pid_alive(int(parts[1]))
+            else:                   # another host's save: only when long abandoned
+                stale = _older(path, now, _OTHER_HOST_AGE)
+        elif len(parts) == 1 and len(parts[0]) == 8:      # tempfile.mkstemp's name
+            stale = _older(path, now, _LEGACY_AGE)
         else:
-            try:
-                stale = now - os.lstat(path).st_mtime > _LEGACY_AGE
-            except OSError:
-                continue
+            continue                # not ours (e.g. the temporary of "NAME.other")
         if stale:
             try:
                 os.unlink(path)

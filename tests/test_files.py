@@ -225,15 +225,21 @@ def test_stale_temporaries_are_cleaned_by_the_next_save(tmp_path, net_and_file):
     stale = tmp_path / f".net.weights.{host}.{dead.pid}.0a1b2c3d.tmp"
     alive = tmp_path / f".net.weights.{host}.{os.getpid()}.0a1b2c3d.tmp"   # a save in progress
     other = tmp_path / ".other.weights.somehost.1.00000000.tmp"            # another file's
+    longer = tmp_path / f".net.weights.x.{host}.{dead.pid}.0a1b2c3d.tmp"   # "net.weights.x"'s
+    far = tmp_path / f".net.weights.farhost.{dead.pid}.0a1b2c3d.tmp"       # another host's
     legacy_old = tmp_path / ".net.weights.k2j4h5g6.tmp"                    # mkstemp-style name
     legacy_new = tmp_path / ".net.weights.z9y8x7w6.tmp"
-    for p in (stale, alive, other, legacy_old, legacy_new):
+    for p in (stale, alive, other, legacy_old, legacy_new, longer, far):
         p.write_bytes(b"partial")
     old = time.time() - 3600
-    os.utime(legacy_old, (old, old))
+    for p in (legacy_old, longer, far):
+        os.utime(p, (old, old))
     net.save_weights(w)
     assert sorted(stray_temporaries(tmp_path)) == sorted(p.name for p in
-                                                         (alive, other, legacy_new))
+                                                         (alive, other, legacy_new, longer, far))
+    os.utime(far, (old - 86400, old - 86400))            # abandoned for over a day
+    net.save_weights(w)
+    assert far.name not in stray_temporaries(tmp_path)
 
 
 KILLER = r"""

@@ -3,7 +3,6 @@ error naming the iteration and the layer, keeps the last finite checkpoint,
 never changes a number, and can be switched off for Darknet's behaviour;
 non-finite inputs, targets and weights are refused."""
 import math
-import os
 import warnings
 
 import numpy as np
