@@ -108,12 +108,12 @@ int dn_valid_activation(int a) { return a >= DN_LOGISTIC && a <= DN_SELU; }
     F(DN_LOGISTIC) F(DN_RELU) F(DN_RELIE) F(DN_RAMP) F(DN_TANH) F(DN_PLSE) \
     F(DN_LEAKY) F(DN_ELU) F(DN_LOGGY) F(DN_STAIR) F(DN_HARDTAN) F(DN_LHTAN) F(DN_SELU)
 
-DN_CLONES int dn_activate(float *x, int n, int activation)
+DN_CLONES int dn_activate(float *x, long n, int activation)
 {
     if (!dn_valid_activation(activation)) return DN_ERR_ACTIVATION;
     if (n < 0 || (n > 0 && !x)) return DN_ERR_ARG;
     switch (activation) {
-#define CASE(A) case A: for (int i = 0; i < n; ++i) x[i] = activate1(x[i], A); break;
+#define CASE(A) case A: for (long i = 0; i < n; ++i) x[i] = activate1(x[i], A); break;
     DN_EACH_ACTIVATION(CASE)
 #undef CASE
     default: break;   /* linear: identity */
@@ -121,12 +121,12 @@ DN_CLONES int dn_activate(float *x, int n, int activation)
     return DN_OK;
 }
 
-DN_CLONES int dn_gradient(const float *y, int n, int activation, float *delta)
+DN_CLONES int dn_gradient(const float *y, long n, int activation, float *delta)
 {
     if (!dn_valid_activation(activation)) return DN_ERR_ACTIVATION;
     if (n < 0 || (n > 0 && (!y || !delta))) return DN_ERR_ARG;
     switch (activation) {
-#define CASE(A) case A: for (int i = 0; i < n; ++i) delta[i] *= gradient1(y[i], A); break;
+#define CASE(A) case A: for (long i = 0; i < n; ++i) delta[i] *= gradient1(y[i], A); break;
     DN_EACH_ACTIVATION(CASE)
 #undef CASE
     default: break;   /* linear: gradient 1 */

@@ -26,7 +26,7 @@ DN_CLONES void dn_batchnorm_forward(const dn_connected *l, int step, int train)
     float *out = dn_rows(l->output, step, n, c);     /* (n, c) */
     float *x = dn_rows(l->x, step, n, c);
     float *x_norm = dn_rows(l->x_norm, step, n, c);
-    dn_copy(n * c, out, 1, x, 1);
+    dn_copy((long)n * c, out, 1, x, 1);
     const float *mean, *var;
     if (train) {
         float *m = l->mean + (long)step * c, *v = l->variance + (long)step * c;
@@ -60,7 +60,7 @@ DN_CLONES void dn_batchnorm_forward(const dn_connected *l, int step, int train)
             long i = (long)r * c + j;
             out[i] = (float)((double)(out[i] - mean[j]) / den[j]);
         }
-    if (train) dn_copy(n * c, out, 1, x_norm, 1);
+    if (train) dn_copy((long)n * c, out, 1, x_norm, 1);
     for (int r = 0; r < n; ++r)
         for (int j = 0; j < c; ++j) out[(long)r * c + j] *= l->scales[j];
     for (int r = 0; r < n; ++r)

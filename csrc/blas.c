@@ -3,24 +3,24 @@
  * product and the sum separately (built with -ffp-contract=off). */
 #include "internal.h"
 
-void dn_fill(int n, float alpha, float *x, int incx)
+void dn_fill(long n, float alpha, float *x, int incx)
 {
-    for (int i = 0; i < n; ++i) x[(long)i * incx] = alpha;
+    for (long i = 0; i < n; ++i) x[i * incx] = alpha;
 }
 
-void dn_copy(int n, const float *x, int incx, float *y, int incy)
+void dn_copy(long n, const float *x, int incx, float *y, int incy)
 {
-    for (int i = 0; i < n; ++i) y[(long)i * incy] = x[(long)i * incx];
+    for (long i = 0; i < n; ++i) y[i * incy] = x[i * incx];
 }
 
-void dn_axpy(int n, float alpha, const float *x, int incx, float *y, int incy)
+void dn_axpy(long n, float alpha, const float *x, int incx, float *y, int incy)
 {
-    for (int i = 0; i < n; ++i) y[(long)i * incy] += alpha * x[(long)i * incx];
+    for (long i = 0; i < n; ++i) y[i * incy] += alpha * x[i * incx];
 }
 
-void dn_scal(int n, float alpha, float *x, int incx)
+void dn_scal(long n, float alpha, float *x, int incx)
 {
-    for (int i = 0; i < n; ++i) x[(long)i * incx] *= alpha;
+    for (long i = 0; i < n; ++i) x[i * incx] *= alpha;
 }
 
 const char *dn_status_string(int status)

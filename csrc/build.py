@@ -35,24 +35,33 @@ def cdef_text():
     return "\n".join(l for l in lines if not l.lstrip().startswith("#"))
 
 
-def sources():
+def sources(relative=True):
     # setuptools wants paths relative to setup.py
-    return [os.path.relpath(p, ROOT) for p in flags.sources()]
+    return [os.path.relpath(p, ROOT) if relative else p for p in flags.sources()]
 
 
-ffibuilder = cffi.FFI()
-ffibuilder.cdef(cdef_text())
-ffibuilder.set_source(
-    "darknet_rnn._native",
-    '#include "darknet_rnn.h"\n',
-    sources=sources(),
-    include_dirs=[os.path.relpath(HERE, ROOT)],
-    extra_compile_args=CFLAGS + flags.THREAD_FLAGS,
-    # reported by dn_build_flags() (blas.c): the flags that decide the results
-    define_macros=[("DN_CFLAGS", '"' + " ".join(CFLAGS) + '"')],
-    extra_link_args=flags.THREAD_FLAGS,
-    libraries=flags.LIBS,
-)
+def make_ffibuilder(cflags=None, link_args=(), relative=True):
+    """The cffi builder of darknet_rnn._native with the given compile flags
+    (default: flags.CFLAGS); the sanitizer pass (tests/test_sanitizers.py)
+    builds the same module with flags.sanitize_cflags() and absolute paths."""
+    cflags = list(CFLAGS if cflags is None else cflags)
+    b = cffi.FFI()
+    b.cdef(cdef_text())
+    b.set_source(
+        "darknet_rnn._native",
+        '#include "darknet_rnn.h"\n',
+        sources=sources(relative),
+        include_dirs=[os.path.relpath(HERE, ROOT) if relative else str(HERE)],
+        extra_compile_args=cflags + flags.THREAD_FLAGS,
+        # reported by dn_build_flags() (blas.c): the flags that decide the results
+        define_macros=[("DN_CFLAGS", '"' + " ".join(cflags) + '"')],
+        extra_link_args=flags.THREAD_FLAGS + list(link_args),
+        libraries=flags.LIBS,
+    )
+    return b
+
+
+ffibuilder = make_ffibuilder()
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

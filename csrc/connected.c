@@ -39,7 +39,7 @@ int dn_connected_forward_post(const dn_connected *l, int step, int train)
         for (int r = 0; r < n; ++r)
             for (int j = 0; j < c; ++j) out[(long)r * c + j] += l->biases[j];
     }
-    return dn_activate(out, n * c, l->activation);
+    return dn_activate(out, (long)n * c, l->activation);
 }
 
 /* Everything before the GEMMs in backward, for one step's rows: activation
@@ -49,7 +49,7 @@ int dn_connected_backward_pre(const dn_connected *l, int step, int stats_step, i
     const int n = l->batch, c = l->outputs;
     float *delta = dn_rows(l->delta, step, n, c);         /* (n, c) */
     const float *out = dn_rows(l->output, step, n, c);
-    int st = dn_gradient(out, n * c, l->activation, delta);
+    int st = dn_gradient(out, (long)n * c, l->activation, delta);
     if (st) return st;
     if (l->batch_normalize) {
         dn_batchnorm_backward(l, step, stats_step, fixes);
@@ -70,7 +70,7 @@ int dn_connected_forward(const dn_ctx *ctx, const dn_connected *l, int step,
     float *out = dn_rows(l->output, step, n, c);     /* (n, c) */
     if (ctx->kernel == DN_KERNEL_REFERENCE) {
         /* Darknet: zero the output, then add the dot products into it. */
-        dn_fill(n * c, 0, out, 1);
+        dn_fill((long)n * c, 0, out, 1);
         st = dn_gemm(ctx, 0, 1, n, c, l->inputs, 1, input, l->inputs,
                      l->weights, l->inputs, 1, out, c);
     } else {

@@ -44,6 +44,6 @@ int dn_cost_forward(const dn_cost *l, float *input, const float *truth, float *c
 int dn_cost_backward(const dn_cost *l, float *prev_delta)
 {
     if (!l || l->batch < 1 || l->inputs < 1 || !l->delta) return DN_ERR_ARG;
-    if (prev_delta) dn_axpy(l->batch * l->inputs, l->scale, l->delta, 1, prev_delta, 1);
+    if (prev_delta) dn_axpy((long)l->batch * l->inputs, l->scale, l->delta, 1, prev_delta, 1);
     return DN_OK;
 }

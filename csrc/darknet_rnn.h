@@ -186,10 +186,10 @@ int dn_kernel_auto(void);         /* the fastest kernel this CPU runs */
 long dn_gemm_work_floats(int kernel, int threads);
 
 /* BLAS-1 (Darknet's fill/copy/axpy/scal, float arithmetic). */
-void dn_fill(int n, float alpha, float *x, int incx);
-void dn_copy(int n, const float *x, int incx, float *y, int incy);
-void dn_axpy(int n, float alpha, const float *x, int incx, float *y, int incy);
-void dn_scal(int n, float alpha, float *x, int incx);
+void dn_fill(long n, float alpha, float *x, int incx);
+void dn_copy(long n, const float *x, int incx, float *y, int incy);
+void dn_axpy(long n, float alpha, const float *x, int incx, float *y, int incy);
+void dn_scal(long n, float alpha, float *x, int incx);
 
 /* C = alpha*op(A)*op(B) + beta*C, op = transpose when TA/TB != 0.
  * A: (M,K) or (K,M) with leading dimension lda, B: (K,N) or (N,K), C: (M,N). */
@@ -198,8 +198,8 @@ int dn_gemm(const dn_ctx *ctx, int TA, int TB, int M, int N, int K, float alpha,
             float *C, int ldc);
 
 /* Activations: x/y have n elements. */
-int dn_activate(float *x, int n, int activation);
-int dn_gradient(const float *y, int n, int activation, float *delta);
+int dn_activate(float *x, long n, int activation);
+int dn_gradient(const float *y, long n, int activation, float *delta);
 
 int dn_connected_forward(const dn_ctx *ctx, const dn_connected *l, int step,
                          const float *input, int train);
@@ -311,5 +311,13 @@ int dn_birnn_forward(const dn_ctx *ctx, const dn_birnn *l, const float *input, i
  * then bwd's (re-reversed). */
 int dn_birnn_backward(const dn_ctx *ctx, const dn_birnn *l, const float *input,
                       float *prev_delta);
+
+/* Limits, as an enum so that cffi sees them: the most threads a context
+ * (and its pool) may have. */
+enum { DN_MAX_THREADS = 1024 };
+
+/* Index of the first NaN or infinity among x[0..n), -1 if every value is
+ * finite, -2 for a NULL x with n > 0 (finite.c; the training guard). */
+long dn_first_nonfinite(const float *x, long n);
 
 #endif

@@ -97,7 +97,7 @@ int dn_pool_create(int threads, dn_pool **out)
 {
     if (!out) return DN_ERR_ARG;
     *out = NULL;
-    if (threads < 1 || threads > 1024) return DN_ERR_ARG;
+    if (threads < 1 || threads > DN_MAX_THREADS) return DN_ERR_ARG;
     dn_pool *p = calloc(1, sizeof *p);
     if (!p) return DN_ERR_MEMORY;
     p->pid = getpid();

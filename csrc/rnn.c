@@ -78,7 +78,7 @@ int dn_rnn_forward(const dn_ctx *ctx, const dn_rnn *l, const float *input, int t
     if (st) return st;
     if (!ctx || !input) return DN_ERR_ARG;
     const int B = l->batch, H = l->outputs, T = l->steps;
-    const int bh = B * H;
+    const long bh = (long)B * H;
     if (batched(ctx, train)) return dn_rnn_forward_fast(ctx, l, input);
 
     dn_fill(T * bh, 0, l->output_layer.delta, 1);
@@ -112,7 +112,7 @@ int dn_rnn_backward(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     if (st) return st;
     if (!ctx || !input) return DN_ERR_ARG;
     const int B = l->batch, H = l->outputs, T = l->steps;
-    const int bh = B * H;
+    const long bh = (long)B * H;
     const int fixes = l->fixes;
     const int bn_fix = fixes & DN_FIX_BN_GRADIENT;
     if (batched(ctx, 1)) return dn_rnn_backward_fast(ctx, l, input, prev_delta);

@@ -20,7 +20,8 @@
 int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
 {
     const int B = l->batch, H = l->outputs, T = l->steps, I = l->inputs;
-    const int bh = B * H, tb = T * B;
+    const long bh = (long)B * H;
+    const int tb = T * B;            /* rows of all steps; Python keeps it within int */
     const dn_connected *in = &l->input_layer, *self = &l->self_layer, *out = &l->output_layer;
     int st;
 
@@ -44,9 +45,9 @@ int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
             return st;
         if ((st = dn_connected_forward_post(self, t, 1))) return st;
         if (l->shortcut)
-            for (int i = 0; i < bh; ++i) h_next[i] = (h_prev[i] + a_t[i]) + b_t[i];
+            for (long i = 0; i < bh; ++i) h_next[i] = (h_prev[i] + a_t[i]) + b_t[i];
         else
-            for (int i = 0; i < bh; ++i) h_next[i] = (0.0f + a_t[i]) + b_t[i];
+            for (long i = 0; i < bh; ++i) h_next[i] = (0.0f + a_t[i]) + b_t[i];
     }
 
     /* y = f(h W_out^T + b_out) over states 1..T */
@@ -63,7 +64,8 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
                          float *prev_delta)
 {
     const int B = l->batch, H = l->outputs, T = l->steps, I = l->inputs;
-    const int bh = B * H, tb = T * B;
+    const long bh = (long)B * H;
+    const int tb = T * B;            /* rows of all steps; Python keeps it within int */
     const int fixes = l->fixes, bn_fix = fixes & DN_FIX_BN_GRADIENT;
     const dn_connected *in = &l->input_layer, *self = &l->self_layer, *out = &l->output_layer;
     int st;

@@ -5,13 +5,14 @@ on a C core with a NumPy twin, reading/writing Darknet .cfg and .weights.
     net = darknet_rnn.load_network(darknet_rnn.cfg_path("rnn"), "rnn.weights")
     out = net.predict(x)
 """
-from .errors import CfgError, DarknetError, KernelError, NativeError, WeightsError
+from .errors import (CfgError, DarknetError, DivergenceError, KernelError, NativeError,
+                     WeightsError)
 
 __version__ = "0.1.0"
 
 __all__ = ["load_network", "Network", "DarknetError", "CfgError", "WeightsError",
-           "KernelError", "NativeError", "build_info", "set_kernel", "set_num_threads",
-           "cfg_path"]
+           "KernelError", "NativeError", "DivergenceError", "build_info", "set_kernel",
+           "set_num_threads", "cfg_path"]
 
 
 def __getattr__(name):

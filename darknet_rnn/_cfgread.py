@@ -51,7 +51,13 @@ def c_atoi(s) -> int:
     m = _INT_RE.match(s)
     if not m:
         return 0
-    v = int(m.group(0))
+    text = m.group(0)
+    sign = -1 if text[0] == "-" else 1
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) > 19:                        # beyond any long: no huge int() (Python's
+        v = sign * 2**63                        # digit limit), strtol saturates anyway
+    else:
+        v = sign * int(digits or "0")
     v = max(-2**63, min(2**63 - 1, v))          # strtol saturates (LONG_MIN/MAX)
     v &= 0xFFFFFFFF                             # (int) keeps the low 32 bits
     return v - 2**32 if v >= 2**31 else v
@@ -132,6 +138,7 @@ class NetOptions:
     random: int = 0
     clip: float = 0.0
     line: int = 0                   # line number of the [net] section header
+    lines: dict = field(default_factory=dict, compare=False, repr=False)   # key -> line
 
     @property
     def streams(self) -> int:
@@ -179,6 +186,7 @@ class LayerSpec:
     stopbackward: bool = False
     onlyforward: bool = False
     network_output: bool = True     # may be the network's output (set by the layer type)
+    lines: dict = field(default_factory=dict, compare=False, repr=False)   # key -> line
 
 
 @dataclass
@@ -257,6 +265,7 @@ class _Reader:
         self.section = section
         self.path = path
         self.messages = messages
+        self.floats = []            # (key, value) of float keys read from the file
 
     def _find(self, key):
         for opt in self.section.options:
@@ -295,7 +304,9 @@ class _Reader:
     def find_float(self, key, default, quiet=True):
         v, _ = self.value(key)
         if v is not None:
-            return to_float32(c_atof(v))
+            f = to_float32(c_atof(v))
+            self.floats.append((key, f))
+            return f
         d = to_float32(default)
         if not quiet:
             self.messages.append(f"{key}: Using default '{d:f}'")

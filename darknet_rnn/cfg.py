@@ -28,7 +28,9 @@ from typing import List
 from ._cfgread import (COST_TYPES, POLICIES, CfgWarning, LayerSpec, NetOptions,  # noqa: F401
                        NetworkSpec, _err, _Reader, _Section, _read_sections, _warn, c_atof,
                        c_atoi, parse_activation, to_float32, _INT32_MAX)
+from .cfgcheck import check_layer, check_net
 from .errors import CfgError
+from .files import read_regular
 from .registry import layer_type, section_types
 
 __all__ = [
@@ -140,6 +142,7 @@ def _parse_net(sec: _Section, path: str, strict: bool, messages) -> NetOptions:
         _warn(messages, r.where("max_batches"),
               "policy=poly with max_batches=0: the learning rate is infinite (or NaN at "
               "batch 0), as in Darknet")
+    check_net(r, n, strict, messages)
     return n
 
 
@@ -162,6 +165,7 @@ def _parse_layer(sec: _Section, ltype: str, index: int, inputs: int, path: str,
     L.learning_rate_scale = r.find_float("learning_rate", 1)
     L.smooth = r.find_float("smooth", 0)
     entry.after_common_keys(r, L, messages)
+    check_layer(r, L, strict, messages)
     r.report_unused()
     return L
 
@@ -194,9 +198,12 @@ def parse_cfg_text(text, path="<string>", strict=True) -> NetworkSpec:
     return NetworkSpec(path=path, net=net, layers=layers, messages=messages)
 
 
+MAX_CFG_BYTES = 64 << 20
+
+
 def parse_cfg(path, strict=True) -> NetworkSpec:
-    """Parse a Darknet .cfg file (str or os.PathLike)."""
+    """Parse a Darknet .cfg file (str or os.PathLike): a regular file of at
+    most 64 MiB (FIFOs, devices and directories are refused with CfgError)."""
     p = os.fspath(path)
-    with open(p, "rb") as f:
-        data = f.read()
+    data = read_regular(p, "cfg file", MAX_CFG_BYTES, CfgError)
     return parse_cfg_text(data, path=p, strict=strict)

@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from .errors import DarknetError
-from .weights import atomic_write
+from .files import atomic_write, open_regular
 
 __all__ = ["CheckpointError", "state_path", "save_training_state", "load_training_state"]
 
@@ -80,10 +80,18 @@ def load_training_state(net, path) -> dict:
     """Restore what save_training_state wrote into `net` (after its weights
     were loaded); returns the program's `extra` arrays by name."""
     p = os.fspath(path)
+    f, _ = open_regular(p, "training-state file", CheckpointError)   # no FIFO, device
+    with f:
+        return _load(net, f, p)
+
+
+def _load(net, f, p):
     try:
-        data = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as err:
+        data = np.load(f, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
         raise CheckpointError(f"{p}: not a training-state file ({err})") from None
+    if not hasattr(data, "files"):
+        raise CheckpointError(f"{p}: not a training-state file (a single array, not an archive)")
     with data:
         if int(_get(data, "format", p)) != FORMAT:
             raise CheckpointError(f"{p}: training-state format {int(data['format'])}, "

@@ -41,7 +41,7 @@ from .charrnn.progress import Progress
 from .cliargs import (DARKNET_SPELLING, Parser, UsageError, one_line as _one_line, fraction, nonneg_int, positive_int, seed_value,
                       temperature, training_options, translate, value_options)
 from .clinet import load_net, load_output
-from .errors import DarknetError, NativeError
+from .errors import DarknetError, DivergenceError, NativeError
 from .training import (EXIT_INTERRUPT, INTERRUPT_NOTE, TrainingRun, darknet_paths,
                        gradient_columns)
 
@@ -563,7 +563,7 @@ def main(argv=None):
     except UsageError as e:
         _say(f"{PROG}: error: {_one_line(e)}")
         return EXIT_USAGE
-    except NativeError as e:
+    except (NativeError, DivergenceError) as e:      # failures of the run itself
         _say(f"{PROG}: error: {_one_line(e)}")
         return 1
     except DarknetError as e:
@@ -573,13 +573,22 @@ def main(argv=None):
         if isinstance(e, BrokenPipeError):
             _quiet_stdout()
             return 0
-        msg = e.strerror or str(e)
+        msg = e.strerror or str(e) or type(e).__name__
         where = f"{e.filename}: " if e.filename and str(e.filename) not in msg else ""
         _say(f"{PROG}: error: {_one_line(where + msg)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _say("")
         return EXIT_INTERRUPT
+    except MemoryError as e:
+        _say(f"{PROG}: error: out of memory{': ' + str(e) if str(e) else ''} (a smaller "
+             "cfg, fewer streams or time steps need less)")
+        return 1
+    except (ValueError, TypeError, RuntimeError, ArithmeticError) as e:
+        if os.environ.get("DARKNET_RNN_TRACEBACK"):
+            raise
+        _say(f"{PROG}: error: {type(e).__name__}: {e} (DARKNET_RNN_TRACEBACK=1 shows where)")
+        return 1
 
 
 def _quiet_stdout():

@@ -7,7 +7,7 @@ import sys
 from contextlib import nullcontext, redirect_stderr, redirect_stdout
 
 from . import distributed
-from .errors import DarknetError, NativeError
+from .errors import DarknetError, DivergenceError, NativeError
 
 __all__ = ["run_train", "agreed", "train_kwargs", "failure"]
 
@@ -52,7 +52,7 @@ def failure(e, usage_error, exit_usage, exit_interrupt):
     if isinstance(e, KeyboardInterrupt):
         return exit_interrupt, "interrupted; aborted without saving", False
     if isinstance(e, (usage_error, DarknetError)):
-        return (1 if isinstance(e, NativeError) else exit_usage), str(e), False
+        return (1 if isinstance(e, (NativeError, DivergenceError)) else exit_usage), str(e), False
     if isinstance(e, OSError):
         where = f"{e.filename}: " if e.filename else ""
         return exit_usage, f"{where}{e.strerror or e}", False

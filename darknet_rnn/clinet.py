@@ -8,6 +8,7 @@ import os
 
 from .cfgfiles import resolve_cfg
 from .errors import CfgError, WeightsError
+from .files import open_regular
 
 LENIENT_HINT = ("--lenient loads it the way Darknet does (the parameters it does not "
                 "cover keep their initial values; extra bytes are ignored).")
@@ -15,8 +16,10 @@ _TABLE_HEADER = "layer     filters    size              input                out
 
 
 def check_cfg_file(path):
-    """CfgError if `path` is evidently not a cfg (binary content)."""
-    with open(path, "rb") as f:
+    """CfgError if `path` is evidently not a cfg (binary content); only
+    regular files are opened (a FIFO or device would block or never end)."""
+    f, _ = open_regular(path, "cfg file", CfgError)
+    with f:
         head = f.read(4096)
     if b"\0" in head:
         what = "a Darknet .weights file" if b"\0" in head[:12] else "a binary file"
@@ -28,7 +31,8 @@ def check_weights_file(path):
     """WeightsError if `path` is evidently not Darknet weights (a text file,
     a Git LFS pointer, an HTML page): Darknet's header starts with three
     little-endian int32 version numbers, which always contain zero bytes."""
-    with open(path, "rb") as f:
+    f, _ = open_regular(path, "weights file", WeightsError)
+    with f:
         head = f.read(512)
     if len(head) < 12 or b"\0" in head[:12]:
         return

@@ -29,3 +29,18 @@ class NativeError(DarknetError, RuntimeError):
 class DarknetTrainingWarning(UserWarning):
     """Training reproduces what Darknet's CPU build does, which is not a true
     gradient for this network (shown once; exact=True trains exactly)."""
+
+
+class DivergenceError(DarknetError, FloatingPointError):
+    """Training or inference produced NaN or infinity (the finite guard,
+    darknet_rnn.guard). The message names the iteration and the first layer
+    whose output, gradient or parameters went non-finite; `iteration`,
+    `layer` (index or None) and `what` hold the same, and `checkpoint` the
+    last finite checkpoint a TrainingRun wrote (None if none)."""
+
+    def __init__(self, message, *, iteration=None, layer=None, what=None):
+        super().__init__(message)
+        self.iteration = iteration
+        self.layer = layer
+        self.what = what
+        self.checkpoint = None

@@ -15,16 +15,24 @@ import warnings
 
 import numpy as np
 
-from . import distributed, policy
+from . import distributed, guard, policy
 from ._rand import GlibcRandom, clock_seed
 from .cfg import parse_cfg
+from .cfgcheck import build_layer, check_alloc
 from .checkpoint import load_training_state, save_training_state
+from .concurrency import serialized
 from .errors import CfgError
 from .fixes import FIX_ALL
 from .optim import ClipGradNorm, UpdateArgs, make_optimizer
 from .registry import BuildContext, backend_module, layer_type
 from .sequence import truth_and_mask
 from .weights import WeightsEntry, init_weights, load_weights, save_weights
+
+
+def _kept(y, keep):
+    """y with the rows a mask drops zeroed (their truth is never read, so it
+    may hold anything), for the finite check of the truth."""
+    return y if keep is None else np.where(np.asarray(keep, bool)[:, None], y, 0)
 
 
 class Network:
@@ -81,10 +89,11 @@ class Network:
         self.stateful = bool(stateful)
         # the registry entry of each layer: every per-type decision goes through it
         self.kinds = [layer_type(ls.type).variant(ls) for ls in spec.layers]
+        check_alloc(spec, self.streams, self.time_steps, np.dtype(self.dtype).itemsize)
         self.layers = []
         for k, ls in zip(self.kinds, spec.layers):
             build.previous = self.layers[-1] if self.layers else None
-            self.layers.append(k.build(ls, build))
+            self.layers.append(build_layer(k, ls, build, spec.path))
         outs = [i for i, k in enumerate(self.kinds) if k.network_output]
         if not outs:
             raise CfgError(f"{spec.path}: the network has no layer besides [cost]")
@@ -129,13 +138,20 @@ class Network:
                 self._params += k.params(l, f"layer {ls.index} {ls.section} ")
         return self._params
 
-    def load_weights(self, path, *, strict=None):
-        """Load a Darknet .weights file; sets `seen` from its header."""
+    @serialized
+    def load_weights(self, path, *, strict=None, allow_nonfinite=None):
+        """Load a Darknet .weights file; sets `seen` from its header. NaN or
+        infinite values are refused unless allow_nonfinite=True (default: as
+        the finite guard, darknet_rnn.guard, says)."""
         strict = self.strict if strict is None else strict
-        header = load_weights(path, self._entries(), strict=strict)
+        if allow_nonfinite is None:          # Darknet's behaviour (strict=False) loads them
+            allow_nonfinite = not strict or not guard.enabled(self)
+        header = load_weights(path, self._entries(), strict=strict,
+                              allow_nonfinite=allow_nonfinite)
         self.seen = int(header.seen)
         return header
 
+    @serialized
     def save_weights(self, path):
         """Write a Darknet .weights file (version 0.2.0) atomically.
 
@@ -211,7 +227,12 @@ class Network:
             if self.strict:
                 raise CfgError(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        for msg in guard.network_problems(self):
+            if self.strict:
+                raise CfgError(f"{self.cfg_path}:{msg}")
+            warnings.warn(f"{self.cfg_path}:{msg}", RuntimeWarning, stacklevel=3)
 
+    @serialized
     def train(self, x, y, mask=None):
         """One train_network_datum: forward, backward, and every
         `subdivisions` datums an update. Returns Darknet's loss (the averaged
@@ -228,6 +249,7 @@ class Network:
             self.update()
         return loss
 
+    @serialized
     def forward_backward(self, x, y, mask=None):
         """The datum without the update: `seen` advances, the training
         forward and Darknet's backward (or exact BPTT with exact=True) run,
@@ -243,13 +265,15 @@ class Network:
         self.check_trainable()
         x = self._rows(x, "x", self.inputs)
         y, keep = truth_and_mask(self, y, mask)
+        guard.check_data(self, x=x, y=_kept(y, keep))
         if (self.seen // self.global_batch) % self.subdivisions == 0:
             self._snapshot_carry()     # first datum since the last update
         self.seen += self.global_batch
         loss = self._forward(x, y, train=True, keep=keep)
         self._backward(x)
-        if self.world_size > 1:
+        if self.world_size > 1:      # every rank sees the same sum (and raises alike)
             loss = float(distributed.sum_scalar(self.comm, loss, self.dtype))
+        guard.check_loss(self, loss)
         return loss
 
     def _snapshot_carry(self):
@@ -269,6 +293,7 @@ class Network:
             np.copyto(c, p.grad)
             p.carry = c
 
+    @serialized
     def update(self):
         """update_network: the gradient hooks, then the optimizer over every
         parameter, with Darknet's arguments (the lr policy's current rate,
@@ -281,7 +306,9 @@ class Network:
         for hook in self.gradient_hooks:
             hook(self, params, args)
         self.optimizer.step(params, args)
+        guard.check_params(self)
 
+    @serialized
     def forward(self, x, y=None, train=False, mask=None):
         """Run the network forward; returns Darknet's cost (NaN without truth
         layers). Outputs stay in the layers (sequence_output, last_output).
@@ -292,8 +319,12 @@ class Network:
             y, keep = truth_and_mask(self, y, mask)
         elif mask is not None:
             raise ValueError("mask: needs a truth y (it selects the rows that carry a loss)")
-        return self._forward(x, y, train=train, keep=keep)
+        guard.check_data(self, x=x, y=None if y is None else _kept(y, keep))
+        cost = self._forward(x, y, train=train, keep=keep)
+        guard.check_output(self)
+        return cost
 
+    @serialized
     def infer(self, x, last=False):
         """Whole-sequence inference: x (time_steps, streams, inputs) runs
         forward in inference mode from a zero state; returns a new array,
@@ -310,6 +341,7 @@ class Network:
                 a[...] = s
         return self.last_output if last else self.sequence_output
 
+    @serialized
     def predict(self, x):
         """Inference forward (state carries across calls). x is (inputs,) when
         the net batch is 1, else (time_steps, streams, inputs); returns a new
@@ -327,7 +359,9 @@ class Network:
                 raise ValueError(f"x must have shape ({self.inputs},) for a network with batch 1,"
                                  f" got {arr.shape}")
         x = self._rows(x, "x", self.inputs)
+        guard.check_data(self, x=x)
         self._forward(x, None, train=False)
+        guard.check_output(self)
         out = self.layers[self._out_index].output.copy()
         return out.reshape(self.outputs) if self.batch == 1 else out
 
@@ -349,6 +383,7 @@ class Network:
         copy): the last hidden state as output (sequence classification)."""
         return self.sequence_output[-1].copy()
 
+    @serialized
     def reset_state(self, streams=None):
         """Zero the recurrent state of every stream, or only of the listed
         stream indices (Darknet has no CPU reset). With stateful=True this
@@ -387,12 +422,14 @@ class Network:
         """Every array of recurrent state carried between calls."""
         return [a for k, l in zip(self.kinds, self.layers) for a in k.state_arrays(l)]
 
+    @serialized
     def save_training_state(self, path, extra=None):
         """Write the sidecar that lets a run continue bit for bit (update
         buffers, optimizer state, rand() stream, carried states); see
         darknet_rnn.checkpoint."""
         save_training_state(self, path, extra)
 
+    @serialized
     def load_training_state(self, path):
         """Restore a sidecar written by save_training_state (after loading the
         matching weights); returns the program's extra arrays."""

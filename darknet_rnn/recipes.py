@@ -16,6 +16,7 @@ import time
 
 from . import text as textlib
 from .charrnn.loop import CharSource
+from .errors import DivergenceError
 from .network import load_network
 from .training import train_loop
 
@@ -43,10 +44,16 @@ def run_recipe(name, cfg, train_text, valid_text, *, iterations, seed, adam_lr, 
     batcher = textlib.CharBatcher(train_text, net.streams, net.time_steps, net.rng)
     source = CharSource(batcher, reset=net.reset_state if net.stateful else None)
     t0 = time.perf_counter()
-    last = train_loop(net, source, max_batches=net.current_batch() + iterations)
-    seconds = time.perf_counter() - t0
-    v = textlib.evaluate_bpc(net, valid_text)
-    return {"recipe": name, "valid_bpc": v.bpc, "seconds": seconds,
+    note, last = "", None
+    try:
+        last = train_loop(net, source, max_batches=net.current_batch() + iterations)
+        seconds = time.perf_counter() - t0
+        bpc = textlib.evaluate_bpc(net, valid_text).bpc
+    except DivergenceError as e:           # the finite guard: this recipe, not the table
+        seconds, bpc = time.perf_counter() - t0, float("nan")
+        note = (f"diverged at iteration {e.iteration}" if e.iteration is not None else
+                "validation diverged")
+    return {"recipe": name, "valid_bpc": bpc, "seconds": seconds, "note": note,
             "train_loss": last.avg_loss if last else float("nan"),
             "rate": net.options.learning_rate, "clipped": getattr(net.clip, "clipped", 0)}
 
@@ -58,7 +65,8 @@ def table(rows, iterations, cfg):
            "|---|---|---|---|---|"]
     for r in rows:
         diff = "" if base is None else f"{r['valid_bpc'] - base['valid_bpc']:+.3f}"
-        out.append(f"| {r['recipe']} | {r['valid_bpc']:.3f} | {diff} | {r['seconds']:.1f} s "
+        bpc = r.get("note") or f"{r['valid_bpc']:.3f}"
+        out.append(f"| {r['recipe']} | {bpc} | {diff} | {r['seconds']:.1f} s "
                    f"| {r['clipped']} |")
     return "\n".join(out)
 
@@ -93,8 +101,8 @@ def main(argv=None):
         r = run_recipe(name, args.cfg, train_text, valid_text, iterations=args.iterations,
                        seed=args.srand, adam_lr=args.adam_lr, clip_norm=args.clip_norm,
                        threads=args.threads)
-        print(f"{name}: validation {r['valid_bpc']:.4f} bpc, {r['seconds']:.1f} s",
-              file=sys.stderr, flush=True)
+        result = r["note"] or f"validation {r['valid_bpc']:.4f} bpc"
+        print(f"{name}: {result}, {r['seconds']:.1f} s", file=sys.stderr, flush=True)
         rows.append(r)
     print(table(rows, args.iterations, args.cfg))
     return 0

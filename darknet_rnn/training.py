@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from .checkpoint import state_path
+from .errors import DivergenceError
 
 __all__ = ["BACKUP", "BEST", "EXIT_INTERRUPT", "FINAL", "INTERRUPT_NOTE", "STEP_COLUMNS",
            "LossLog", "gradient_columns",
@@ -394,7 +395,20 @@ class TrainingRun:
         if self.save_state and not self.collective:
             state = getattr(self.source, "state", None)
             self.net.save_training_state(state_path(path), extra=state() if state else None)
+        self._last_saved = (path, self.last.iteration if self.last is not None else None)
         return path
+
+    def _diverged(self, err):
+        """Name the last checkpoint this run wrote (all of them are finite:
+        the guard stopped the run before anything non-finite was saved)."""
+        saved = getattr(self, "_last_saved", None)
+        err.checkpoint = saved[0] if saved else None
+        if saved:
+            note = f" Last finite checkpoint: {saved[0]} (iteration {saved[1]})."
+        else:
+            note = " This run wrote no checkpoint; nothing was saved."
+        err.args = (str(err) + note,) + err.args[1:]
+        return err
 
     def resume_state(self, weights_path):
         """Continue the trajectory saved beside `weights_path` (already loaded
@@ -455,6 +469,8 @@ class TrainingRun:
                         raise
                     return RunResult(last=self.last, aborted=True, best=self.best,
                                      best_path=self.best_path)
+                except DivergenceError as err:     # the guard: keep the finite checkpoints
+                    raise self._diverged(err)
                 suffix = FINAL if stop.signum is None else BACKUP
                 path = (self._save(self.path_for(suffix)) if self.writer or self.collective
                         else None)

@@ -17,19 +17,24 @@ Use `entry_for_layer(layer_spec, blocks)` to get Darknet's flag semantics
 (Darknet ignores dontloadscales on [rnn], whose sublayers never see it).
 
 Loading is strict by default: the file length must be exactly what the
-network needs (checked before any array is touched). With strict=False it
-behaves like Darknet: a short file leaves the remaining parameters unchanged,
-extra bytes are ignored; a WeightsWarning says so.
+network needs (checked with fstat before anything is read, and before any
+array is touched), and NaN or infinite values are refused (naming the layer,
+array and byte offset; allow_nonfinite=True loads them for inspection). Only
+regular files are read: a FIFO, device or directory is refused, so nothing
+blocks or reads without end. With strict=False it behaves like Darknet: a
+short file leaves the remaining parameters unchanged, extra bytes are
+ignored (and not read); a WeightsWarning says so; non-finite values load.
 
-Saving is atomic: the file is written to a temporary file in the same
-directory, flushed, fsynced and renamed over the target.
+Saving is atomic (darknet_rnn.files.atomic_write): a temporary file in the
+target's directory, flushed, fsynced and renamed over the target; a symlink
+is followed, FIFOs and devices are refused, stale temporary files of killed
+saves are removed, and errors name the target.
 """
 from __future__ import annotations
 
 import math
 import os
 import struct
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -37,6 +42,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import WeightsError
+from .files import atomic_write, open_regular
 
 __all__ = ["WeightsHeader", "WeightsEntry", "WeightsWarning", "read_header",
            "header_format", "expected_size", "load_weights", "save_weights",
@@ -206,54 +212,63 @@ def _describe_content(data: bytes):
 # --------------------------------------------------------------------------
 # loading
 
-def load_weights(path, entries: Sequence[WeightsEntry], *, strict: bool = True) -> WeightsHeader:
+def load_weights(path, entries: Sequence[WeightsEntry], *, strict: bool = True,
+                 allow_nonfinite=None) -> WeightsHeader:
     """Load a Darknet .weights file into the entries' arrays (in place).
 
-    Returns the header (its `seen` is the file's sample counter). Strict
-    mode (default) raises WeightsError when the file length differs from
-    expected_size(...) - before any array is modified - and recognises Git LFS
-    pointers and HTML pages. strict=False reproduces Darknet: a short file
-    leaves the remaining values unchanged (the bytes of a partly present float
-    are copied, as glibc's fread does), extra bytes are ignored.
-    Non-finite values are accepted.
+    Returns the header (its `seen` is the file's sample counter). Only a
+    regular file is read, and never more bytes than the network needs.
+    Strict mode (default) raises WeightsError when the file length differs
+    from expected_size(...) - from fstat, before reading the body and before
+    any array is modified - and recognises Git LFS pointers and HTML pages.
+    strict=False reproduces Darknet: a short file leaves the remaining values
+    unchanged (the bytes of a partly present float are copied, as glibc's
+    fread does), extra bytes are ignored.
+    allow_nonfinite: NaN/inf values raise WeightsError (nothing modified)
+    unless true; the default (None) refuses them in strict mode and accepts
+    them with strict=False (Darknet).
     """
     p = os.fspath(path)
-    try:
-        with open(p, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(2, f"weights file not found: {p}", p) from None
     entries = list(entries)
     for e in entries:
         for b in e.blocks:
             _check_block(e, b)
-
-    certain, what = _describe_content(data)
-    if strict and certain:
-        exp = expected_size(entries, 20, loading=True)
-        raise WeightsError(f"{p}: not a Darknet weights file: expected {exp} bytes, "
-                           f"file has {len(data)} bytes.{what}")
-    try:
-        header = _parse_header(data, p)
-    except WeightsError as err:
-        exp = expected_size(entries, 20, loading=True)
-        raise WeightsError(f"{err} (expected {exp} bytes, file has {len(data)} bytes)."
-                           f"{what}") from None
-    exp = expected_size(entries, header.size, loading=True)
-    if len(data) != exp:
-        kind = "short" if len(data) < exp else "long"
-        diff = abs(exp - len(data))
-        msg = (f"{p}: weights file is too {kind} for this network: expected {exp} bytes, "
-               f"file has {len(data)} bytes ({diff} bytes {'missing' if kind == 'short' else 'extra'};"
-               f" version {header.major}.{header.minor}.{header.revision}, "
-               f"{header.size}-byte header).{what}")
-        if strict:
-            raise WeightsError(msg + " Is it for a different cfg? Pass strict=False to "
-                               "load it the way Darknet does.")
-        warnings.warn(msg + (" Darknet behaviour: the remaining parameters keep their "
-                             "values." if kind == "short" else
-                             " Darknet behaviour: the extra bytes are ignored."),
-                      WeightsWarning, stacklevel=2)
+    if allow_nonfinite is None:
+        allow_nonfinite = not strict
+    exp20 = expected_size(entries, 20, loading=True)
+    f, size = open_regular(p, "weights file", WeightsError)
+    with f:
+        head = f.read(512)
+        certain, what = _describe_content(head)
+        if strict and certain:
+            raise WeightsError(f"{p}: not a Darknet weights file: expected {exp20} bytes, "
+                               f"file has {size} bytes.{what}")
+        try:
+            header = _parse_header(head[:20], p)
+        except WeightsError as err:
+            raise WeightsError(f"{err} (expected {exp20} bytes, file has {size} bytes)."
+                               f"{what}") from None
+        exp = expected_size(entries, header.size, loading=True)
+        if size != exp:
+            kind = "short" if size < exp else "long"
+            diff = abs(exp - size)
+            msg = (f"{p}: weights file is too {kind} for this network: expected {exp} bytes, "
+                   f"file has {size} bytes ({diff} bytes "
+                   f"{'missing' if kind == 'short' else 'extra'}; version {header.major}."
+                   f"{header.minor}.{header.revision}, {header.size}-byte header).{what}")
+            if strict:
+                raise WeightsError(msg + " Is it for a different cfg? Pass strict=False to "
+                                   "load it the way Darknet does.")
+            warnings.warn(msg + (" Darknet behaviour: the remaining parameters keep their "
+                                 "values." if kind == "short" else
+                                 " Darknet behaviour: the extra bytes are ignored."),
+                          WeightsWarning, stacklevel=2)
+        data = head[:exp] + f.read(max(0, exp - len(head)))
+    if strict and len(data) != exp:
+        raise WeightsError(f"{p}: the file changed while it was read (expected {exp} bytes, "
+                           f"read {len(data)})")
+    if not allow_nonfinite:
+        _check_finite(p, data, header, entries)
 
     pos = header.size
     buf = memoryview(data)
@@ -283,53 +298,44 @@ def load_weights(path, entries: Sequence[WeightsEntry], *, strict: bool = True) 
     return header
 
 
+def _check_finite(p, data, header, entries):
+    """WeightsError naming the first NaN/inf value of the body: its layer,
+    array, index and byte offset."""
+    n = max(0, (len(data) - header.size) // 4)
+    body = np.frombuffer(data, dtype=_F32, count=n, offset=header.size) if n else \
+        np.zeros(0, _F32)
+    step = 1 << 20
+    for i0 in range(0, body.size, step):
+        chunk = body[i0:i0 + step]
+        bad = np.flatnonzero(~np.isfinite(chunk))
+        if bad.size:
+            i = i0 + int(bad[0])
+            raise WeightsError(f"{p}: holds {float(body[i])} at byte offset "
+                               f"{header.size + 4 * i} ({_locate(entries, i)}); the weights "
+                               "are not finite (a diverged run?). Pass allow_nonfinite=True "
+                               "(or strict=False) to load them for inspection.")
+
+
+def _locate(entries, index):
+    """'layer 0 [rnn] weights[3]' for the index-th float of a file body."""
+    for e in entries:
+        if e.dontload:
+            continue
+        for bi, b in enumerate(e.blocks):
+            for name, _arr, n in _block_arrays(b, not e.dontloadscales):
+                if index < n:
+                    blk = f" block {bi}" if len(e.blocks) > 1 else ""
+                    return f"{e.name or 'entry'}{blk} {name}[{index}]"
+                index -= n
+    return "past the last layer"
+
+
 # --------------------------------------------------------------------------
 # saving
 
 def _write_array(f, arr) -> None:
     """Write a float32 array's values (row-major) to the binary file f."""
     f.write(np.ascontiguousarray(arr, dtype=_F32).tobytes())
-
-
-def atomic_write(path, write) -> None:
-    """Write a file atomically: write(f) fills a temporary file in the same
-    directory, which is flushed, fsynced and renamed over `path`; on any
-    error the temporary file is removed and `path` is untouched."""
-    p = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(p))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(p) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode(p))
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:   # make the rename durable (best effort; not possible on every OS)
-        dfd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
-def _new_file_mode(target: str) -> int:
-    try:
-        return os.stat(target).st_mode & 0o7777
-    except OSError:
-        pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def save_weights(path, entries: Sequence[WeightsEntry], seen: int,

@@ -76,3 +76,27 @@ def assert_close(actual, expected, what, rtol, atol):
 @pytest.fixture
 def data_dir():
     return DATA
+
+
+# --------------------------------------------------------------------------
+# The long checks (issue 13): `pytest --full` also runs the tests marked
+# `full` - the whole suite again under AddressSanitizer + UBSan
+# (test_sanitizers.py) and the 64-bit size tests (test_sizes64.py). README's
+# test command, which CI runs, passes --full.
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true", default=False,
+                     help="also run the long checks: the suite under ASan+UBSan, 64-bit sizes")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "full: a long check, run with --full (CI)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--full"):
+        return
+    skip = pytest.mark.skip(reason="a long check: run with --full")
+    for item in items:
+        if "full" in item.keywords:
+            item.add_marker(skip)

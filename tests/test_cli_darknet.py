@@ -57,7 +57,10 @@ def test_darknet_defaults(net_files):
     assert default == spelled and len(default) == 2 + 1000 + 1
 
 
-def test_train_darknet_spelling_equals_the_dash_dash_spelling(net_files, tmp_path):
+def test_train_darknet_spelling_equals_the_dash_dash_spelling(net_files, tmp_path, monkeypatch):
+    # the tiny BN cfg's rolling variance overflows by iteration 4 at this seed; the
+    # spellings are compared on Darknet's run-to-the-end behaviour
+    monkeypatch.setenv("DARKNET_RNN_FINITE_GUARD", "0")
     f = net_files
     ok(run("rnn", "train", f["cfg"], "-file", f["corpus"], "-srand", 9, "--max-batches", 8,
            "--out", tmp_path / "a", "-q"))

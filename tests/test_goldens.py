@@ -93,6 +93,7 @@ def test_weights_round_trip_byte_for_byte(case, tmp_path):
         src = DATA / case / f"{name}.weights"
         if not src.exists():
             continue
-        net = load(case, "net.cfg", src.name, "native")
+        # the degenerate case's weights hold Darknet's NaNs: loaded as Darknet does
+        net = load(case, "net.cfg", src.name, "native", strict=not meta(case)["degenerate"])
         net.save_weights(tmp_path / src.name)
         assert (tmp_path / src.name).read_bytes() == src.read_bytes(), f"{case}/{src.name}"

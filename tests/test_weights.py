@@ -112,7 +112,7 @@ def test_load_save_roundtrip_byte_identical(case, fname, tmp_path):
     meta = json.loads((DATA / case / "meta.json").read_text())
     entries = build_entries(spec_of(case))
     assert expected_size(entries) == src.stat().st_size
-    h = load_weights(src, entries)
+    h = load_weights(src, entries, allow_nonfinite=meta["degenerate"])   # Darknet's NaNs
     assert isinstance(h, WeightsHeader)
     hm = meta["weights_headers"][fname[:-len(".weights")]]
     assert (h.major, h.minor, h.revision, h.seen) == (hm["major"], hm["minor"],
@@ -139,10 +139,15 @@ def test_read_header_matches_meta(case):
         assert read_header(f) == h
 
 
-def test_nonfinite_values_load():
+def test_nonfinite_values_are_refused_by_default_and_load_on_request():
     case = "s11_degenerate_bn_stream1"
     entries = build_entries(spec_of(case))
-    load_weights(DATA / case / "after.weights", entries)
+    before = param_bytes(entries)
+    with pytest.raises(WeightsError, match=r"after\.weights: holds nan at byte offset 20 "
+                       r"\(layer 0 \[rnn\] block 0 biases\[0\]\).*allow_nonfinite=True"):
+        load_weights(DATA / case / "after.weights", entries)
+    assert param_bytes(entries) == before          # nothing was touched
+    load_weights(DATA / case / "after.weights", entries, allow_nonfinite=True)
     vals = np.frombuffer(param_bytes(entries), np.float32)
     meta = json.loads((DATA / case / "meta.json").read_text())
     assert int(np.sum(~np.isfinite(vals))) == meta["nonfinite_counts"]["after.weights"]

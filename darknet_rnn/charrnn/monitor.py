@@ -102,6 +102,11 @@ def score(net, sample: Sample, *, should_stop=None, progress=None) -> Optional[f
     total = 0.0
     arrays = getattr(net, "state_arrays", list)
     saved = [a.copy() for a in arrays()]
+    # An evaluation is a figure, not the run: a non-finite one (batch norm's
+    # early rolling statistics can overflow inference) is reported as such
+    # while the finite guard keeps watching training itself.
+    guard_setting = getattr(net, "finite_guard", None)
+    net.finite_guard = False
     net.reset_state()
     try:
         for k in range(sample.calls):
@@ -112,6 +117,7 @@ def score(net, sample: Sample, *, should_stop=None, progress=None) -> Optional[f
             if should_stop is not None and should_stop():
                 return None
     finally:
+        net.finite_guard = guard_setting
         for a, b in zip(arrays(), saved):
             a[...] = b
     return total / sample.count

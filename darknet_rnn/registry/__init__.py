@@ -23,8 +23,9 @@ _base.py: the LayerType interface, the registry and shared parsing helpers;
 dense.py: [connected], [rnn] (and its bidirectional variant), [softmax],
 [cost], [dropout]; gated.py: [gru], [lstm].
 """
-from ._base import (BACKENDS, REGISTRY, BuildContext, LayerType, backend_module,  # noqa: F401
-                    layer_type, register, section_types)
+from ._base import (ALLOC_FLOATS, BACKENDS, REGISTRY, BuildContext, LayerType,  # noqa: F401
+                    alloc_bytes, backend_module, is_loss_layer, layer_type, register,
+                    section_types)
 from . import dense, gated  # noqa: F401,E402  (the entries register themselves)
 from .dense import BIDIRECTIONAL_RNN  # noqa: F401
 

@@ -212,3 +212,86 @@ def _parse_dense(r, L, strict, messages):
     L.batch_normalize = r.find_int("batch_normalize", 0) != 0
 
 
+# --------------------------------------------------------------------------
+# Reliability checks over the entries (the finite guard and the cfg checks,
+# darknet_rnn.guard and darknet_rnn.cfgcheck): which layers are loss layers,
+# and how much memory a layer will allocate, per type.
+
+def is_loss_layer(ls: LayerSpec) -> bool:
+    """Does this layer add to the network's cost when trained ([softmax]
+    without noloss, [cost])?"""
+    entry = layer_type(ls.type)
+    return bool(entry.has_cost) and not bool(getattr(ls, "noloss", False))
+
+
+def _dense_floats(rows, steps, inputs, outputs, bn):
+    """Floats a connected-like block allocates (layers.ConnectedLayer):
+    weights and their updates, biases and theirs, output and delta rows,
+    with batch norm its statistics, per-step statistics and x / x_norm."""
+    n = 2 * outputs * inputs + 2 * outputs + 2 * rows * outputs
+    if bn:
+        n += 5 * outputs + 2 * steps * outputs + 2 * rows * outputs
+    return n
+
+
+def _connected_floats(ls, streams, time_steps):
+    return _dense_floats(streams * time_steps, 1, ls.inputs, ls.outputs, ls.batch_normalize)
+
+
+def _rnn_floats(ls, streams, time_steps):
+    h, rows = ls.outputs, streams * time_steps
+    n = _dense_floats(rows, time_steps, ls.inputs, h, ls.batch_normalize)
+    n += 2 * _dense_floats(rows, time_steps, h, h, ls.batch_normalize)
+    return n + (time_steps + 3) * streams * h + time_steps     # state, scratch, carry, norms
+
+
+def _rows_floats(count):
+    def floats(ls, streams, time_steps):
+        return count * streams * time_steps * max(ls.inputs, ls.outputs)
+    return floats
+
+
+# Floats per layer type, and the cfg key that sets the layer's size. A type
+# without an entry is estimated as a [connected] of its inputs and outputs.
+def _gated_floats(blocks, per_step):
+    """[gru] (6 blocks, gates z, r, h and r*s) / [lstm] (8 blocks, gates f,
+    i, g, o): the blocks (the u* read the inputs, the w* the state), the
+    per-step gate arrays and delta, the states and scratch."""
+    def floats(ls, streams, time_steps):
+        h, rows = ls.outputs, streams * time_steps
+        n = (blocks // 2) * (_dense_floats(rows, time_steps, ls.inputs, h, ls.batch_normalize)
+                             + _dense_floats(rows, time_steps, h, h, ls.batch_normalize))
+        return n + (per_step + 1) * rows * h + 2 * (time_steps + 1) * streams * h \
+            + 6 * streams * h
+    return floats
+
+
+def _birnn_floats(ls, streams, time_steps):
+    half = LayerSpec(type="rnn", inputs=ls.inputs, outputs=ls.outputs // 2,
+                     batch_normalize=ls.batch_normalize)
+    return 2 * _rnn_floats(half, streams, time_steps)
+
+
+def _dropout_floats(ls, streams, time_steps):
+    return streams * time_steps * ls.inputs        # its draws (it aliases the rest)
+
+
+ALLOC_FLOATS = {
+    "connected": (_connected_floats, "output"),
+    "rnn": (_rnn_floats, "output"),
+    "gru": (_gated_floats(6, 4), "output"),
+    "lstm": (_gated_floats(8, 4), "output"),
+    "dropout": (_dropout_floats, None),
+    "softmax": (_rows_floats(3), None),
+    "cost": (_rows_floats(2), None),
+    "birnn": (_birnn_floats, "output"),
+}
+
+
+def alloc_bytes(ls: LayerSpec, streams: int, time_steps: int, itemsize: int = 4):
+    """(bytes, key) a layer of this spec allocates when built with `streams`
+    streams of `time_steps` steps; key is the cfg key that sets its size
+    (None: the size follows its inputs and the [net] batch)."""
+    kind = "birnn" if getattr(ls, "bidirectional", False) else ls.type
+    floats, key = ALLOC_FLOATS.get(kind, (_connected_floats, "output"))
+    return int(floats(ls, int(streams), int(time_steps))) * int(itemsize), key
