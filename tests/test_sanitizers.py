@@ -81,7 +81,10 @@ def test_suite_under_asan_and_ubsan(tmp_path):
 
     env = dict(os.environ)
     env.update({
-        "LD_PRELOAD": libasan,
+        # libstdc++ beside the runtime: ASan's __cxa_throw interceptor must find
+        # the real one when an uninstrumented C++ extension (matplotlib's
+        # ft2font) throws, or ASan aborts with a CHECK failure
+        "LD_PRELOAD": " ".join(p for p in (libasan, _runtime(cc, "libstdc++.so.6")) if p),
         # Python and NumPy are not instrumented: no leak report for them;
         # NULL (MemoryError) for the huge allocations some tests provoke
         "ASAN_OPTIONS": "detect_leaks=0:allocator_may_return_null=1:abort_on_error=0:"
