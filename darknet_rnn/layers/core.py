@@ -22,6 +22,20 @@ def check_array(arr, name, rows, cols, writable=False):
     return _check_array(name, arr, rows, cols, np.float32, writable)
 
 
+def fixes_property():
+    """The `fixes` attribute of a layer whose C struct has a dn_fix field:
+    the FIX_* bits, unknown bits refused."""
+    def get(self):
+        return int(self._c.fixes)
+
+    def set(self, value):
+        value = int(value)
+        if value & ~FIX_ALL:
+            raise ValueError(f"fixes: unknown bits in {value:#x}")
+        self._c.fixes = value
+    return property(get, set, doc="dn_fix bits (0: Darknet's backward)")
+
+
 def _ctx(ctx):
     return (ctx or _ffi.default_context()).ptr
 
@@ -203,16 +217,7 @@ class RNNLayer:
     carry = _Buffer()              # (batch, outputs) state carried between training calls
     grad_norms = _Buffer()         # (steps,) |delta reaching h_{t+1}| of the last backward
 
-    @property
-    def fixes(self):
-        return int(self._c.fixes)
-
-    @fixes.setter
-    def fixes(self, value):
-        value = int(value)
-        if value & ~FIX_ALL:
-            raise ValueError(f"fixes: unknown bits in {value:#x}")
-        self._c.fixes = value
+    fixes = fixes_property()
 
     @property
     def output(self):

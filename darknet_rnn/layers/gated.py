@@ -5,7 +5,7 @@ from .._ffi import check, ffi, fptr, lib
 from .._checks import Buffer as _Buffer
 from ..fixes import FIX_ALL
 from ..optim import UpdateArgs, block_params, sgd_update_native
-from .core import ConnectedLayer, _ctx, check_array, positive_int
+from .core import ConnectedLayer, _ctx, check_array, fixes_property, positive_int
 
 class _GatedLayer:
     """What [gru] and [lstm] share on the C core: linear connected sublayers
@@ -42,16 +42,7 @@ class _GatedLayer:
             setattr(self, "_" + name, arr)
             setattr(c, name, fptr(arr))
 
-    @property
-    def fixes(self):
-        return int(self._c.fixes)
-
-    @fixes.setter
-    def fixes(self, value):
-        value = int(value)
-        if value & ~FIX_ALL:
-            raise ValueError(f"fixes: unknown bits in {value:#x}")
-        self._c.fixes = value
+    fixes = fixes_property()
 
     @property
     def output(self):
