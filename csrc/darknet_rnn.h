@@ -214,4 +214,38 @@ int dn_softmax_backward(const dn_softmax *l, float *prev_delta);
 int dn_cost_forward(const dn_cost *l, float *input, const float *truth, float *cost);
 int dn_cost_backward(const dn_cost *l, float *prev_delta);
 
+/* ---- Packed weights (wpack.c, rnn_wp.c) -------------------------------
+ * A weight matrix W (n, k) packed once for many products C = A W^T:
+ * DN_WPACK_F32 in the fast GEMM's layout for one kernel (not REFERENCE),
+ * DN_WPACK_BF16 rounded to bfloat16 (inference only; AVX512_BF16 where the
+ * CPU has it, dn_wpack_bf16_native(), portable C elsewhere). The caller
+ * owns the buffer (dn_wpack_floats floats) and refills it when W changes. */
+typedef enum { DN_WPACK_F32 = 0, DN_WPACK_BF16 = 1 } dn_wpack_kind;
+
+typedef struct dn_wpack {
+    int kind;        /* dn_wpack_kind */
+    int kernel;      /* DN_WPACK_F32: the dn_kernel whose layout it holds */
+    int n, k;        /* W is (n, k) */
+    long floats;     /* capacity of data */
+    float *data;     /* the packed weights */
+} dn_wpack;
+
+long dn_wpack_floats(int kernel, int kind, int n, int k);
+int dn_wpack_bf16_native(void);
+int dn_wpack_fill(const dn_wpack *p, const float *W, long ldw);
+/* C (m, n) = A (m, k) W^T + beta C */
+int dn_gemm_wpack(const dn_ctx *ctx, int m, const float *A, long lda, const dn_wpack *p,
+                  float beta, float *C, long ldc);
+/* Inference forward (train = 0, a fast kernel) with packed weights p (NULL
+ * or p->data NULL: the weights themselves); anything else is
+ * dn_connected_forward. */
+int dn_connected_forward_wp(const dn_ctx *ctx, const dn_connected *l, int step,
+                            const float *input, int train, const dn_wpack *p);
+/* dn_rnn_forward with packs: inference reads infer[0..2] (input, self,
+ * output sublayer; NULL or data NULL: unpacked); a fast-kernel training
+ * forward packs W_self into train_self (DN_WPACK_F32, or NULL: not
+ * packed) once and runs every step's self product on it. */
+int dn_rnn_forward_wp(const dn_ctx *ctx, const dn_rnn *l, const float *input, int train,
+                      const dn_wpack *infer, dn_wpack *train_self);
+
 #endif

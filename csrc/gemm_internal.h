@@ -137,6 +137,18 @@ const dn_gemm_isa *dn_gemm_isa_for(int kernel);
 
 static inline int dn_imin(int a, int b) { return a < b ? a : b; }
 
+/* A B used by many GEMMs, packed once (gemm_driver.c): op(B) (K x N) in the
+ * packed path's sliver layout (k-block pc at pc * round_up(N, NR), NR-wide
+ * slivers of kc x NR floats, zero-padded); dn_gemm_prepacked then runs the
+ * packed path without packing B (same bits as the packed path would give,
+ * any thread count). */
+long dn_gemm_packed_b_floats(const dn_gemm_isa *d, int N, int K);
+void dn_gemm_pack_b(const dn_gemm_isa *d, int TB, int N, int K, const float *B,
+                    long ldb, float *Bp);
+int dn_gemm_prepacked(const dn_ctx *ctx, int TA, int M, int N, int K, float alpha,
+                      const float *A, long lda, const float *Bp, float beta, float *C,
+                      long ldc);
+
 static inline long dn_round_up(long n, long m) { return (n + m - 1) / m * m; }
 
 /* Floats of workspace one thread uses: packed A block, packed B block and

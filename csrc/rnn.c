@@ -79,7 +79,7 @@ int dn_rnn_forward(const dn_ctx *ctx, const dn_rnn *l, const float *input, int t
     if (!ctx || !input) return DN_ERR_ARG;
     const int B = l->batch, H = l->outputs, T = l->steps;
     const int bh = B * H;
-    if (batched(ctx, train)) return dn_rnn_forward_fast(ctx, l, input);
+    if (batched(ctx, train)) return dn_rnn_forward_fast(ctx, l, input, NULL);
 
     dn_fill(T * bh, 0, l->output_layer.delta, 1);
     dn_fill(T * bh, 0, l->self_layer.delta, 1);
@@ -158,3 +158,5 @@ int dn_rnn_backward(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     }
     return DN_OK;
 }
+
+int dn_check_rnn(const dn_rnn *l) { return check_rnn(l); }

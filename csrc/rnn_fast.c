@@ -13,11 +13,14 @@
  * Same buffers and layout as rnn.c: state (steps+1, batch, outputs) with
  * h_0 zeroed (or the carried state) by the forward, sublayer outputs/deltas
  * (steps*batch, outputs).
- * Nothing is allocated; l->scratch (one step) is the only temporary.
+ * Nothing is allocated; l->scratch (one step) is the only temporary. With a
+ * packed W_self (dn_rnn_forward_wp) the per-step self products skip the
+ * packing of W_self (1 MB at 512 units) that each dn_gemm would repeat.
  */
 #include "internal.h"
 
-int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
+int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
+                        const dn_wpack *self_pack)
 {
     const int B = l->batch, H = l->outputs, T = l->steps, I = l->inputs;
     const int bh = B * H, tb = T * B;
@@ -33,16 +36,17 @@ int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
     if ((st = dn_gemm(ctx, 0, 1, tb, H, I, 1, input, I, in->weights, I, 0, in->output, H)))
         return st;
     for (int t = 0; t < T; ++t)
-        if ((st = dn_connected_forward_post(in, t, 1))) return st;
+        if ((st = dn_connected_post_fast(in, t, 1))) return st;
 
     for (int t = 0; t < T; ++t) {
         const float *h_prev = dn_rows(l->state, t, B, H);
         float *h_next = dn_rows(l->state, t + 1, B, H);
         float *b_t = dn_rows(self->output, t, B, H);
         const float *a_t = dn_rows(in->output, t, B, H);
-        if ((st = dn_gemm(ctx, 0, 1, B, H, H, 1, h_prev, H, self->weights, H, 0, b_t, H)))
-            return st;
-        if ((st = dn_connected_forward_post(self, t, 1))) return st;
+        st = self_pack ? dn_gemm_wpack(ctx, B, h_prev, H, self_pack, 0, b_t, H)
+                       : dn_gemm(ctx, 0, 1, B, H, H, 1, h_prev, H, self->weights, H, 0, b_t, H);
+        if (st) return st;
+        if ((st = dn_connected_post_fast(self, t, 1))) return st;
         if (l->shortcut)
             for (int i = 0; i < bh; ++i) h_next[i] = (h_prev[i] + a_t[i]) + b_t[i];
         else
@@ -54,7 +58,7 @@ int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
                       out->output, H)))
         return st;
     for (int t = 0; t < T; ++t)
-        if ((st = dn_connected_forward_post(out, t, 1))) return st;
+        if ((st = dn_connected_post_fast(out, t, 1))) return st;
     dn_rnn_train_end(l);
     return DN_OK;
 }
@@ -71,7 +75,7 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
 
     /* output sublayer: its deltas for all steps, then dS += D_out W_out */
     for (int t = 0; t < T; ++t)
-        if ((st = dn_connected_backward_pre(out, t, STATS(t), bn_fix))) return st;
+        if ((st = dn_connected_pre_fast(out, t, STATS(t), bn_fix))) return st;
     if ((st = dn_gemm(ctx, 0, 0, tb, H, H, 1, out->delta, H, out->weights, H, 1,
                       self->delta, H)))
         return st;
@@ -83,7 +87,7 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
         dn_rnn_record_norm(l, t, dS_t);      /* complete: output at t, carries from t+1 */
         if (fixes & (DN_FIX_COPY_BEFORE_SCALE | DN_FIX_SHORTCUT_CARRY))
             dn_copy(bh, dS_t, 1, l->scratch, 1);
-        if ((st = dn_connected_backward_pre(self, t, STATS(t), bn_fix))) return st;
+        if ((st = dn_connected_pre_fast(self, t, STATS(t), bn_fix))) return st;
         if (dS_prev &&
             (st = dn_gemm(ctx, 0, 0, B, H, H, 1, dS_t, H, self->weights, H, 1, dS_prev, H)))
             return st;
@@ -99,7 +103,7 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
 
     /* input sublayer over all steps */
     for (int t = 0; t < T; ++t)
-        if ((st = dn_connected_backward_pre(in, t, STATS(t), bn_fix))) return st;
+        if ((st = dn_connected_pre_fast(in, t, STATS(t), bn_fix))) return st;
     if ((st = dn_gemm(ctx, 1, 0, H, I, tb, 1, in->delta, H, input, I, 1,
                       in->weight_updates, I)))
         return st;
