@@ -106,6 +106,8 @@ def _network_kwargs(args):
         kw["threads"] = os.cpu_count() or 1
     if getattr(args, "exact", False):
         kw["exact"] = True
+    if getattr(args, "precision", None):
+        kw["precision"] = args.precision
     if getattr(args, "command", None) == "train":
         kw.update(stateful=args.stateful, optimizer=args.optimizer, clip_norm=args.clip_norm)
     return kw
@@ -438,6 +440,12 @@ def build_parser():
                         help="threads for the C kernels (default: all cores for train, else "
                              "OMP_NUM_THREADS or 1)")
 
+    def precision_opt(sp):
+        sp.add_argument("--precision", choices=("fp32", "fp32-packed", "bf16"), default=None,
+                        help="inference weights: fp32 (default), fp32-packed (copies in the "
+                             "GEMM's layout) or bf16 (rounded copies, half the memory "
+                             "traffic; AVX512_BF16 where the CPU has it)")
+
     t = sub.add_parser(
         "train", help="train on a text file (default: the embedded Python help texts)",
         description="Train a byte-level RNN like `darknet rnn train`. Streams read the text "
@@ -502,6 +510,7 @@ def build_parser():
     g.add_argument("--streams", metavar="N", type=_positive_int, default=1,
                    help="generate N independent samples in one batch (default 1)")
     common_net(g)
+    precision_opt(g)
     g.set_defaults(func=cmd_generate)
 
     v = sub.add_parser(
@@ -516,6 +525,7 @@ def build_parser():
                    help="prime text (default: two newlines, as Darknet)")
     v.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
     common_net(v)
+    precision_opt(v)
     v.set_defaults(func=cmd_valid)
 
     sub.add_parser("bench", help="benchmarks (darknet_rnn.bench)", add_help=False)

@@ -31,7 +31,7 @@ class Network:
 
     def __init__(self, spec, *, seed=None, strict=True, exact=False, backend="native",
                  kernel=None, threads=None, dtype=np.float32, optimizer=None,
-                 clip_norm=None, stateful=False):
+                 clip_norm=None, stateful=False, precision="fp32"):
         self.spec = spec
         self.cfg_path = spec.path
         opts = spec.net
@@ -92,6 +92,36 @@ class Network:
         self._params = None
         self._carry = None             # momentum carry snapshots for gradient hooks
         init_weights(self._init_entries(), self.rng)
+        self.precision = "fp32"
+        self.set_precision(precision)
+
+    def set_precision(self, precision):
+        """Inference weights (darknet_rnn.packed): "fp32" (read in place,
+        the default), "fp32-packed" or "bf16" copies, remade after
+        load_weights and each update (call pack_weights() after editing
+        weight arrays by hand). Training always runs in fp32."""
+        if precision not in ("fp32", "fp32-packed", "bf16"):     # packed.PRECISIONS
+            raise ValueError("precision must be 'fp32', 'fp32-packed' or 'bf16', "
+                             f"got {precision!r}")
+        if precision != "fp32" and self.backend != "native":
+            raise ValueError(f"precision={precision!r} needs backend='native'")
+        for k, l in zip(self.kinds, self.layers):
+            if hasattr(l, "set_precision"):
+                l.set_precision(precision)
+            elif precision != "fp32" and k.weight_blocks(l):
+                warnings.warn(f"{k.name} layers have no {precision} path; they run fp32",
+                              RuntimeWarning, stacklevel=2)
+        self.precision = precision
+        self._packs_stale = False
+
+    def pack_weights(self):
+        """Refresh the inference copies of the weights (precision other than
+        "fp32") from the weight arrays."""
+        if self.precision != "fp32":
+            for l in self.layers:
+                if hasattr(l, "pack_weights"):
+                    l.pack_weights()
+        self._packs_stale = False
 
     # ------------------------------------------------------------------
     # weights
@@ -120,6 +150,7 @@ class Network:
         strict = self.strict if strict is None else strict
         header = load_weights(path, self._entries(), strict=strict)
         self.seen = int(header.seen)
+        self._packs_stale = True
         return header
 
     def save_weights(self, path):
@@ -148,6 +179,8 @@ class Network:
     # Darknet's network.c
 
     def _forward(self, x, truth, train):
+        if not train and self._packs_stale:
+            self.pack_weights()
         inp = x
         for k, layer in zip(self.kinds, self.layers):
             if k.zero_delta:
@@ -239,6 +272,7 @@ class Network:
         for hook in self.gradient_hooks:
             hook(self, params, args)
         self.optimizer.step(params, args)
+        self._packs_stale = True
 
     def forward(self, x, y=None, train=False):
         """Run the network forward; returns Darknet's cost (NaN without truth
@@ -329,7 +363,8 @@ class Network:
 
 def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=False,
                  backend="native", kernel=None, threads=None, clear=False, streams=None,
-                 dtype=np.float32, optimizer=None, clip_norm=None, stateful=False):
+                 dtype=np.float32, optimizer=None, clip_norm=None, stateful=False,
+                 precision="fp32"):
     """Parse a Darknet .cfg, initialise as Darknet does (srand(seed)), and
     load a .weights file if given (like Darknet's load_network).
 
@@ -345,7 +380,10 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
     stateful: truncated BPTT - each training call starts every stream from
     the state it ended the previous call with (no gradient crosses the
     boundary; reset_state(streams) starts streams afresh). Darknet's CPU
-    zeroes the state at every training call (the default)."""
+    zeroes the state at every training call (the default).
+    precision: the weights inference reads - "fp32" (in place, default),
+    "fp32-packed" or "bf16" copies (darknet_rnn.packed; native backend,
+    fast kernels)."""
     if optimizer == "adam":
         with warnings.catch_warnings():   # the cfg's "CPU ignores Adam" does not apply
             warnings.filterwarnings("ignore", message=".*ignores Adam.*")
@@ -360,7 +398,7 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
             spec.net = dataclasses.replace(opts, batch=streams, subdivisions=1, time_steps=1)
     net = Network(spec, seed=seed, strict=strict, exact=exact, backend=backend,
                   kernel=kernel, threads=threads, dtype=dtype, optimizer=optimizer,
-                  clip_norm=clip_norm, stateful=stateful)
+                  clip_norm=clip_norm, stateful=stateful, precision=precision)
     if weights_path is not None:
         net.load_weights(weights_path)
     if clear:
