@@ -37,34 +37,69 @@ static int fused_act(int a) { return a == DN_LINEAR || a == DN_LEAKY || a == DN_
 #define ACT_LEAKY(y) ((y) > 0 ? (y) : 0.1f * (y))
 #define ACT_RELU(y) ((y) > 0 ? (y) : 0.0f)
 
-#define BN_ROWS(ACT)                                                          \
+/* Row kernels: every pointer restrict-qualified, so GCC vectorises them
+ * without run-time alias checks (with the checks it fell back to scalar
+ * code: measured 3x slower). Always inlined into the cloned callers. */
+#define DN_ROWFN static inline __attribute__((always_inline)) void
+#define DEF_BN_ROW(NAME, ACT)                                                  \
+    DN_ROWFN NAME(int c, float *restrict o, float *restrict xr,                \
+                  float *restrict xnr, const float *restrict mean,             \
+                  const float *restrict inv, const float *restrict sc,         \
+                  const float *restrict bi)                                    \
+    {                                                                          \
+        for (int j = 0; j < c; ++j) {                                          \
+            float v = (o[j] - mean[j]) * inv[j];                               \
+            xr[j] = o[j];                                                      \
+            xnr[j] = v;                                                        \
+            float y = v * sc[j] + bi[j];                                       \
+            o[j] = ACT(y);                                                     \
+        }                                                                      \
+    }                                                                          \
+    DN_ROWFN NAME##_infer(int c, float *restrict o, const float *restrict mean,\
+                          const float *restrict inv, const float *restrict sc, \
+                          const float *restrict bi)                            \
+    {                                                                          \
+        for (int j = 0; j < c; ++j) {                                          \
+            float y = (o[j] - mean[j]) * inv[j] * sc[j] + bi[j];               \
+            o[j] = ACT(y);                                                     \
+        }                                                                      \
+    }                                                                          \
+    DN_ROWFN NAME##_bias(int c, float *restrict o, const float *restrict bi)   \
+    {                                                                          \
+        for (int j = 0; j < c; ++j) {                                          \
+            float y = o[j] + bi[j];                                            \
+            o[j] = ACT(y);                                                     \
+        }                                                                      \
+    }
+DEF_BN_ROW(bn_row_linear, ACT_LINEAR)
+DEF_BN_ROW(bn_row_leaky, ACT_LEAKY)
+DEF_BN_ROW(bn_row_relu, ACT_RELU)
+
+#define BN_ROWS(F)                                                            \
     for (int r = 0; r < n; ++r) {                                             \
         float *o = out + (long)r * c;                                         \
-        float *xr = x ? x + (long)r * c : NULL;                               \
-        float *xnr = xn ? xn + (long)r * c : NULL;                            \
-        if (xr)                                                               \
-            for (int j = 0; j < c; ++j) {                                     \
-                float v = (o[j] - mean[j]) * inv[j];                          \
-                xr[j] = o[j];                                                 \
-                xnr[j] = v;                                                   \
-                float y = v * sc[j] + bi[j];                                  \
-                o[j] = ACT(y);                                                \
-            }                                                                 \
+        if (x)                                                                \
+            F(c, o, x + (long)r * c, xn + (long)r * c, mean, inv, sc, bi);    \
         else                                                                  \
-            for (int j = 0; j < c; ++j) {                                     \
-                float y = (o[j] - mean[j]) * inv[j] * sc[j] + bi[j];          \
-                o[j] = ACT(y);                                                \
-            }                                                                 \
+            F##_infer(c, o, mean, inv, sc, bi);                               \
     }
 
-#define BIAS_ROWS(ACT)                                                        \
-    for (int r = 0; r < n; ++r) {                                             \
-        float *o = out + (long)r * c;                                         \
-        for (int j = 0; j < c; ++j) {                                         \
-            float y = o[j] + bi[j];                                           \
-            o[j] = ACT(y);                                                    \
-        }                                                                     \
+#define BIAS_ROWS(F)                                                          \
+    for (int r = 0; r < n; ++r) F##_bias(c, out + (long)r * c, bi);
+
+DN_ROWFN col_sum(int c, float *restrict m, const float *restrict row)
+{
+    for (int j = 0; j < c; ++j) m[j] += row[j];
+}
+
+DN_ROWFN col_sqdev(int c, float *restrict v, const float *restrict row,
+                   const float *restrict m)
+{
+    for (int j = 0; j < c; ++j) {
+        float d = row[j] - m[j];
+        v[j] += d * d;
     }
+}
 
 DN_CLONES int dn_connected_post_fast(const dn_connected *l, int step, int train)
 {
@@ -80,15 +115,10 @@ DN_CLONES int dn_connected_post_fast(const dn_connected *l, int step, int train)
             const float inv_n = (float)(1.0 / n);
             const float inv_n1 = (float)(1.0 / (n - 1));     /* inf for n == 1 (Q7) */
             for (int j = 0; j < c; ++j) m[j] = 0;
-            for (int r = 0; r < n; ++r)
-                for (int j = 0; j < c; ++j) m[j] += out[(long)r * c + j];
+            for (int r = 0; r < n; ++r) col_sum(c, m, out + (long)r * c);
             for (int j = 0; j < c; ++j) m[j] *= inv_n;
             for (int j = 0; j < c; ++j) v[j] = 0;
-            for (int r = 0; r < n; ++r)
-                for (int j = 0; j < c; ++j) {
-                    float d = out[(long)r * c + j] - m[j];
-                    v[j] += d * d;
-                }
+            for (int r = 0; r < n; ++r) col_sqdev(c, v, out + (long)r * c, m);
             for (int j = 0; j < c; ++j) v[j] *= inv_n1;
             dn_scal(c, 0.99f, l->rolling_mean, 1);
             dn_axpy(c, 0.01f, m, 1, l->rolling_mean, 1);
@@ -106,15 +136,15 @@ DN_CLONES int dn_connected_post_fast(const dn_connected *l, int step, int train)
         const float *sc = l->scales;
         for (int j = 0; j < c; ++j) inv[j] = 1.0f / (sqrtf(var[j]) + BN_EPS_FWD);
         switch (act) {
-        case DN_LEAKY: BN_ROWS(ACT_LEAKY) break;
-        case DN_RELU: BN_ROWS(ACT_RELU) break;
-        default: BN_ROWS(ACT_LINEAR) break;
+        case DN_LEAKY: BN_ROWS(bn_row_leaky) break;
+        case DN_RELU: BN_ROWS(bn_row_relu) break;
+        default: BN_ROWS(bn_row_linear) break;
         }
     } else {
         switch (act) {
-        case DN_LEAKY: BIAS_ROWS(ACT_LEAKY) break;
-        case DN_RELU: BIAS_ROWS(ACT_RELU) break;
-        default: BIAS_ROWS(ACT_LINEAR) break;
+        case DN_LEAKY: BIAS_ROWS(bn_row_leaky) break;
+        case DN_RELU: BIAS_ROWS(bn_row_relu) break;
+        default: BIAS_ROWS(bn_row_linear) break;
         }
     }
     return fused_act(a) ? DN_OK : dn_activate(out, n * c, a);
@@ -127,27 +157,48 @@ DN_CLONES int dn_connected_post_fast(const dn_connected *l, int step, int train)
 #define GRAD_RELU(y) ((y) > 0 ? 1.0f : 0.0f)
 #define GRAD_NONE(y) 1.0f
 
-#define PASS1(GRAD)                                                           \
-    for (int r = 0; r < n; ++r) {                                             \
-        float *d = delta + (long)r * c;                                       \
-        const float *y = out + (long)r * c; (void)y;                          \
-        if (xn) {                                                             \
-            const float *xnr = xn + (long)r * c, *xr = x + (long)r * c;       \
-            for (int j = 0; j < c; ++j) {                                     \
-                float g = d[j] * GRAD(y[j]);                                  \
-                d[j] = g;                                                     \
-                s1[j] += g;                                                   \
-                s2[j] += g * xnr[j];                                          \
-                s3[j] += g * (xr[j] - mean[j]);                               \
-            }                                                                 \
-        } else {                                                              \
-            for (int j = 0; j < c; ++j) {                                     \
-                float g = d[j] * GRAD(y[j]);                                  \
-                d[j] = g;                                                     \
-                s1[j] += g;                                                   \
-            }                                                                 \
-        }                                                                     \
+#define DEF_PASS1(NAME, GRAD)                                                 \
+    DN_ROWFN NAME(int c, float *restrict d, const float *restrict y,           \
+                  const float *restrict xnr, const float *restrict xr,         \
+                  const float *restrict mean, float *restrict s1,              \
+                  float *restrict s2, float *restrict s3)                      \
+    {                                                                          \
+        for (int j = 0; j < c; ++j) {                                          \
+            float g = d[j] * GRAD(y[j]);                                       \
+            d[j] = g;                                                          \
+            s1[j] += g;                                                        \
+            s2[j] += g * xnr[j];                                               \
+            s3[j] += g * (xr[j] - mean[j]);                                    \
+        }                                                                      \
+    }                                                                          \
+    DN_ROWFN NAME##_bias(int c, float *restrict d, const float *restrict y,    \
+                         float *restrict s1)                                   \
+    {                                                                          \
+        for (int j = 0; j < c; ++j) {                                          \
+            float g = d[j] * GRAD(y[j]);                                       \
+            d[j] = g;                                                          \
+            s1[j] += g;                                                        \
+        }                                                                      \
     }
+DEF_PASS1(pass1_leaky, GRAD_LEAKY)
+DEF_PASS1(pass1_relu, GRAD_RELU)
+DEF_PASS1(pass1_none, GRAD_NONE)
+
+#define PASS1(F)                                                              \
+    for (int r = 0; r < n; ++r) {                                             \
+        long o = (long)r * c;                                                 \
+        if (xn)                                                               \
+            F(c, delta + o, out + o, xn + o, x + o, mean, s1, s2, s3);        \
+        else                                                                  \
+            F##_bias(c, delta + o, out + o, s1);                              \
+    }
+
+DN_ROWFN pass2_row(int c, float *restrict d, const float *restrict xr,
+                   const float *restrict mean, const float *restrict fa,
+                   const float *restrict fb, const float *restrict fc)
+{
+    for (int j = 0; j < c; ++j) d[j] = d[j] * fa[j] + (xr[j] - mean[j]) * fb[j] + fc[j];
+}
 
 DN_CLONES int dn_connected_pre_fast(const dn_connected *l, int step, int stats_step, int fixes)
 {
@@ -177,9 +228,9 @@ DN_CLONES int dn_connected_pre_fast(const dn_connected *l, int step, int stats_s
     if (bn)
         for (int j = 0; j < c; ++j) s1[j] = s2[j] = s3[j] = 0;
     switch (g) {
-    case DN_LEAKY: PASS1(GRAD_LEAKY) break;
-    case DN_RELU: PASS1(GRAD_RELU) break;
-    default: PASS1(GRAD_NONE) break;
+    case DN_LEAKY: PASS1(pass1_leaky) break;
+    case DN_RELU: PASS1(pass1_relu) break;
+    default: PASS1(pass1_none) break;
     }
     if (!bn) return DN_OK;
     /* Darknet: bias += s1; scale += s2; delta *= scale;
@@ -198,11 +249,7 @@ DN_CLONES int dn_connected_pre_fast(const dn_connected *l, int step, int stats_s
         fb[j] = (float)(2.0 * vd / n);
         fc[j] = (float)(md / n);
     }
-    for (int r = 0; r < n; ++r) {
-        float *d = delta + (long)r * c;
-        const float *xr = x + (long)r * c;
-        for (int j = 0; j < c; ++j)
-            d[j] = d[j] * fa[j] + (xr[j] - mean[j]) * fb[j] + fc[j];
-    }
+    for (int r = 0; r < n; ++r)
+        pass2_row(c, delta + (long)r * c, x + (long)r * c, mean, fa, fb, fc);
     return DN_OK;
 }
