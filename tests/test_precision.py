@@ -7,10 +7,9 @@ import pytest
 import darknet_rnn
 from darknet_rnn._ffi import available_kernels
 from darknet_rnn.packed import bf16_native
-from conftest import DATA, assert_bitwise, assert_close
+from conftest import assert_bitwise, assert_close
 
 FAST = [k for k in available_kernels() if k != "reference"]
-CASE = DATA / "char_small"
 
 
 def cfg(tmp_path, streams, hidden=40, bn=1):
@@ -102,7 +101,7 @@ def test_bf16_reports_its_implementation():
 @pytest.mark.parametrize("m,n,k", [(1, 37, 50), (5, 300, 257), (32, 520, 1030), (40, 64, 3)])
 def test_gemm_wpack_against_float64(kernel, kind, m, n, k):
     from darknet_rnn import _ffi
-    from darknet_rnn._ffi import ffi, fptr, lib
+    from darknet_rnn._ffi import fptr, lib
     from darknet_rnn.packed import Packs
     rng = np.random.default_rng(m + n + k)
     a = rng.standard_normal((m, k)).astype(np.float32)
