@@ -13,6 +13,7 @@
 
 #define A5_MR DN_AVX512_MR
 #define A5_NR DN_AVX512_NR
+#define B_PREFETCH 24        /* k steps ahead that full tiles prefetch B */
 
 DN_TARGET_AVX512
 void dn_gemm_pack_copy_avx512(int R, int rv, int kc, const float *src, long ld,
@@ -121,9 +122,10 @@ void dn_gemm_pack_trans_avx512(int R, int rv, int kc, const float *src,
  * be read in place, direct_b) and in the stores of C. FULL (nr == NR, the
  * common case) drops the masks, prefetches the C tile while the k loop
  * runs (C is the one operand not streamed through the cache on purpose)
- * and unrolls k; the arithmetic is the same, so are the bits. */
+ * and unrolls k; the arithmetic is the same, so are the bits. PF adds
+ * software prefetch of B (dn_gemm_ukernel_pf_avx512). */
 DN_TARGET_AVX512 __attribute__((always_inline))
-static inline void ukernel_avx512(int FULL, int kc, const float *a, const float *b,
+static inline void ukernel_avx512(int FULL, int PF, int kc, const float *a, const float *b,
                                   long ldbk, float *c, long ldc, int mr, int nr,
                                   float alpha, float beta)
 {
@@ -143,6 +145,10 @@ static inline void ukernel_avx512(int FULL, int kc, const float *a, const float 
             }
 #pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {
+        if (PF) {        /* B from memory (first tile of a sliver): ahead of time */
+            _mm_prefetch((const char *)(b + B_PREFETCH * ldbk), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + B_PREFETCH * ldbk + 16), _MM_HINT_T0);
+        }
         __m512 b0 = FULL ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(m0, b);
         __m512 b1 = FULL ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(m1, b + 16);
 #pragma GCC unroll 8
@@ -182,9 +188,23 @@ void dn_gemm_ukernel_avx512(int kc, const float *a, const float *b, long ldbk,
                             float beta)
 {
     if (nr == A5_NR)
-        ukernel_avx512(1, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
+        ukernel_avx512(1, 0, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
     else
-        ukernel_avx512(0, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
+        ukernel_avx512(0, 0, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
+}
+
+/* The same tile, prefetching B B_PREFETCH k steps ahead: for the first tile
+ * of a prepacked B sliver, which comes from memory (batched generation
+ * streams every weight matrix once per call); in-cache B is faster without. */
+DN_TARGET_AVX512
+void dn_gemm_ukernel_pf_avx512(int kc, const float *a, const float *b, long ldbk,
+                               float *c, long ldc, int mr, int nr, float alpha,
+                               float beta)
+{
+    if (nr == A5_NR)
+        ukernel_avx512(1, 1, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
+    else
+        ukernel_avx512(0, 1, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
 }
 
 #endif /* DN_X86 */

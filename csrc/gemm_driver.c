@@ -174,10 +174,14 @@ static void gemm_packed(const gemm_args *g)
                                    : Bq ? Bq + (long)jr * kc : Bp + (long)jr * kc;
                     if (interleave)
                         pack_b_sliver(g, pc, kc, jc + jr, nr, Bp + (long)jr * kc);
-                    for (int ir = 0; ir < mc; ir += MR)
-                        d->kernel(kc, Ap + (long)ir * kc, b, ldbk,
-                                  g->C + (long)(ic + ir) * g->ldc + jc + jr,
-                                  g->ldc, dn_imin(MR, mc - ir), nr, g->alpha, beta);
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        /* a prepacked sliver's first tile reads it from memory */
+                        dn_ukernel_fn kern = Bq && ir == 0 && ic == 0 && d->kernel_pf
+                                                 ? d->kernel_pf : d->kernel;
+                        kern(kc, Ap + (long)ir * kc, b, ldbk,
+                             g->C + (long)(ic + ir) * g->ldc + jc + jr,
+                             g->ldc, dn_imin(MR, mc - ir), nr, g->alpha, beta);
+                    }
                 }
             }
         }

@@ -129,6 +129,8 @@ typedef struct dn_gemm_isa {
     dn_rows_fn rows[4];     /* [g - 1] for a group of g rows */
     dn_dots_fn dots[4];
     dn_dotsb_fn dotsb;      /* TA = 0, TB = 1, moderate M (or NULL) */
+    dn_ukernel_fn kernel_pf;/* kernel that also prefetches B, for the first
+                               tile of a prepacked sliver (or NULL) */
 } dn_gemm_isa;
 
 /* The table of a kernel id, NULL for REFERENCE or an unknown id; does not
@@ -184,6 +186,8 @@ void dn_gemm_pack_copy_avx512(int R, int rv, int kc, const float *src, long ld, 
 void dn_gemm_pack_trans_avx512(int R, int rv, int kc, const float *src, long ld, float *dst);
 void dn_gemm_ukernel_avx512(int kc, const float *a, const float *b, long ldbk,
                             float *c, long ldc, int mr, int nr, float alpha, float beta);
+void dn_gemm_ukernel_pf_avx512(int kc, const float *a, const float *b, long ldbk,
+                               float *c, long ldc, int mr, int nr, float alpha, float beta);
 
 /* Small-M kernels: AVX2 (gemm_small_avx2.c), see dn_rows_fn and dn_dots_fn;
  * the digit is the number of rows of C. */
