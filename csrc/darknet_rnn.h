@@ -247,5 +247,9 @@ int dn_connected_forward_wp(const dn_ctx *ctx, const dn_connected *l, int step,
  * packed) once and runs every step's self product on it. */
 int dn_rnn_forward_wp(const dn_ctx *ctx, const dn_rnn *l, const float *input, int train,
                       const dn_wpack *infer, dn_wpack *train_self);
+/* dn_rnn_backward whose per-step products read W_self packed into
+ * train_self (the forward's buffer, refilled here; NULL: unpacked). */
+int dn_rnn_backward_wp(const dn_ctx *ctx, const dn_rnn *l, const float *input,
+                       float *prev_delta, dn_wpack *train_self);
 
 #endif

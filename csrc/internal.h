@@ -70,9 +70,11 @@ int dn_connected_pre_fast(const dn_connected *l, int step, int stats_step, int f
 /* The batched training path of the [rnn] layer (rnn_fast.c): same contract
  * as dn_rnn_forward with train = 1 and dn_rnn_backward, for a layer rnn.c
  * has checked and a kernel other than REFERENCE. self_pack: W_self packed
- * (DN_WPACK_F32, filled) for the per-step products, or NULL. */
+ * (DN_WPACK_F32, filled) for the forward's per-step products, or NULL;
+ * self_packed: op(B) = W_self in dn_gemm_pack_b's layout for the
+ * backward's, or NULL. */
 int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
                         const dn_wpack *self_pack);
 int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
-                         float *prev_delta);
+                         float *prev_delta, const float *self_packed);
 #endif

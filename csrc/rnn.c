@@ -115,7 +115,7 @@ int dn_rnn_backward(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     const int bh = B * H;
     const int fixes = l->fixes;
     const int bn_fix = fixes & DN_FIX_BN_GRADIENT;
-    if (batched(ctx, 1)) return dn_rnn_backward_fast(ctx, l, input, prev_delta);
+    if (batched(ctx, 1)) return dn_rnn_backward_fast(ctx, l, input, prev_delta, NULL);
 
     for (int t = T - 1; t >= 0; --t) {
         /* Q5: Darknet keeps one mean/variance buffer per sublayer, so its BN

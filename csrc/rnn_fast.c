@@ -15,9 +15,11 @@
  * (steps*batch, outputs).
  * Nothing is allocated; l->scratch (one step) is the only temporary. With a
  * packed W_self (dn_rnn_forward_wp) the per-step self products skip the
- * packing of W_self (1 MB at 512 units) that each dn_gemm would repeat.
+ * packing of W_self (1 MB at 512 units) that each dn_gemm would repeat; the
+ * backward's per-step dS_{t-1} += dS_t W_self likewise reads W_self packed
+ * once (dn_rnn_backward_wp), not in place with a 4 KB row stride.
  */
-#include "internal.h"
+#include "gemm_internal.h"
 
 int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
                         const dn_wpack *self_pack)
@@ -64,7 +66,7 @@ int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
 }
 
 int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
-                         float *prev_delta)
+                         float *prev_delta, const float *self_packed)
 {
     const int B = l->batch, H = l->outputs, T = l->steps, I = l->inputs;
     const int bh = B * H, tb = T * B;
@@ -89,7 +91,9 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
             dn_copy(bh, dS_t, 1, l->scratch, 1);
         if ((st = dn_connected_pre_fast(self, t, STATS(t), bn_fix))) return st;
         if (dS_prev &&
-            (st = dn_gemm(ctx, 0, 0, B, H, H, 1, dS_t, H, self->weights, H, 1, dS_prev, H)))
+            (st = self_packed
+                      ? dn_gemm_prepacked(ctx, 0, B, H, H, 1, dS_t, H, self_packed, 1, dS_prev, H)
+                      : dn_gemm(ctx, 0, 0, B, H, H, 1, dS_t, H, self->weights, H, 1, dS_prev, H)))
             return st;
         dn_copy(bh, (fixes & DN_FIX_COPY_BEFORE_SCALE) ? l->scratch : dS_t, 1,
                 dn_rows(in->delta, t, B, H), 1);

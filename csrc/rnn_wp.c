@@ -6,10 +6,12 @@
  * path's batch norm and activation (bn_fast.c) with the rolling statistics.
  * The state carries across calls as in rnn.c's inference loop.
  * Training with a fast kernel: W_self is packed once per forward into the
- * caller's buffer and rnn_fast.c runs every step's self product on it.
+ * caller's buffer and rnn_fast.c runs every step's self product on it; the
+ * backward packs W_self (untransposed) into the same buffer for its
+ * per-step dS_{t-1} += dS_t W_self.
  * The REFERENCE kernel never reads a pack: it goes to rnn.c unchanged.
  */
-#include "internal.h"
+#include "gemm_internal.h"
 
 static int usable(const dn_wpack *p) { return p && p->data; }
 
@@ -62,4 +64,24 @@ int dn_rnn_forward_wp(const dn_ctx *ctx, const dn_rnn *l, const float *input, in
         if ((st = dn_connected_forward_wp(ctx, &l->output_layer, t, h, 0, &infer[2]))) return st;
     }
     return DN_OK;
+}
+
+int dn_rnn_backward_wp(const dn_ctx *ctx, const dn_rnn *l, const float *input,
+                       float *prev_delta, dn_wpack *train_self)
+{
+    if (!ctx || ctx->kernel == DN_KERNEL_REFERENCE || !usable(train_self))
+        return dn_rnn_backward(ctx, l, input, prev_delta);
+    int st = dn_check_rnn(l);
+    if (st) return st;
+    if (!input) return DN_ERR_ARG;
+    const int H = l->outputs;
+    const dn_gemm_isa *d = dn_gemm_isa_for(ctx->kernel);
+    if (!d || !(dn_kernels_available() & (1 << ctx->kernel))) return DN_ERR_KERNEL;
+    if (train_self->kind != DN_WPACK_F32 || train_self->kernel != ctx->kernel ||
+        train_self->n != H || train_self->k != H ||
+        train_self->floats < dn_gemm_packed_b_floats(d, H, H))
+        return DN_ERR_ARG;
+    /* the forward's pack of W_self^T is done with: the same buffer takes W_self */
+    dn_gemm_pack_b(d, 0, H, H, l->self_layer.weights, H, train_self->data);
+    return dn_rnn_backward_fast(ctx, l, input, prev_delta, train_self->data);
 }

@@ -302,7 +302,9 @@ class RNNLayer:
             check_array(prev_delta, "prev_delta", self.steps * self.batch, self.inputs,
                         writable=True)
             pd = fptr(prev_delta)
-        check(lib.dn_rnn_backward(_ctx(self.ctx), self._c, fptr(input), pd), "rnn backward")
+        ctx = _ctx(self.ctx)
+        check(lib.dn_rnn_backward_wp(ctx, self._c, fptr(input), pd, self._self_pack(ctx)),
+              "rnn backward")
 
     def update(self, learning_rate, momentum, decay, batch):
         """Darknet's SGD on the input, self and output sublayers."""
