@@ -29,9 +29,10 @@ int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     const dn_connected *in = &l->input_layer, *self = &l->self_layer, *out = &l->output_layer;
     int st;
 
+    /* Only the output sublayer's delta needs zeros (the next layer adds
+     * into it); the backward overwrites the self and input sublayers'
+     * deltas whole (a beta = 0 GEMM and a copy), so they are not cleared. */
     dn_fill(T * bh, 0, out->delta, 1);
-    dn_fill(T * bh, 0, self->delta, 1);
-    dn_fill(T * bh, 0, in->delta, 1);
     dn_rnn_train_begin(l);
 
     /* a = f(x W_in^T + b_in) for all steps: (T*B, H) */
@@ -75,10 +76,10 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     int st;
 #define STATS(t) ((fixes & DN_FIX_BN_STEP_STATS) ? (t) : T - 1)
 
-    /* output sublayer: its deltas for all steps, then dS += D_out W_out */
+    /* output sublayer: its deltas for all steps, then dS = D_out W_out */
     for (int t = 0; t < T; ++t)
         if ((st = dn_connected_pre_fast(out, t, STATS(t), bn_fix))) return st;
-    if ((st = dn_gemm(ctx, 0, 0, tb, H, H, 1, out->delta, H, out->weights, H, 1,
+    if ((st = dn_gemm(ctx, 0, 0, tb, H, H, 1, out->delta, H, out->weights, H, 0,
                       self->delta, H)))
         return st;
 
