@@ -130,7 +130,7 @@ class TorchNet:
         loss.backward()
         self.opt.step()
         self.last = logits.detach()
-        return float(loss)
+        return float(loss.detach())
 
     def generator(self, streams):
         """A callable x (streams, inputs) -> probabilities, state carried."""
