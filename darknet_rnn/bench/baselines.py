@@ -21,7 +21,6 @@ from .runner import (GEN_LAYERS, QUICK_GEN, QUICK_TRAIN, TRAIN_LAYERS, _interlea
                      char_cfg, gen_weight_bytes, train_flops)
 
 SCALING = [(h, t, s) for h in (256, 512, 1024) for (t, s) in ((64, 32), (16, 32), (64, 8))]
-QUICK_SCALING = []          # --quick stays a smoke run
 
 
 def _load(shape, streams=None, steps=None, **kw):
@@ -137,20 +136,23 @@ def scaling_section(threads, rounds, grid):
 
 
 def run(threads, rounds, quick, chars):
-    """The sections for one child (one thread count)."""
+    """The sections for one child (one thread count). --quick keeps a smoke
+    run: one round of the small shapes, no PyTorch, no scaling table."""
     from .torch_baseline import torch_version
-    tv = torch_version()
-    out = {"torch": tv, "train": []}
+    out = {"torch": None, "torch_note": "", "train": [], "scaling_note": ""}
     if quick:
-        rounds, chars = min(rounds, 2), 20
-    shapes = [QUICK_TRAIN] if quick else [TRAIN_LAYERS, dict(TRAIN_LAYERS, hidden=1024)]
-    for sh in shapes:
+        out["torch_note"] = "skipped (--quick)"
+        out["scaling_note"] = "skipped (--quick)"
+        out["train"].append(train_section(threads, 1, QUICK_TRAIN, False))
+        out["generate"] = gen_section(threads, 1, QUICK_GEN, 10, (1,), False)
+        out["scaling"] = []
+        return out
+    tv = out["torch"] = torch_version()
+    for sh in (TRAIN_LAYERS, dict(TRAIN_LAYERS, hidden=1024)):
         out["train"].append(train_section(threads, rounds, sh, tv is not None))
-    out["generate"] = gen_section(threads, rounds, QUICK_GEN if quick else GEN_LAYERS,
-                                  max(10, chars // 2), (1, 32), tv is not None)
-    out["scaling"] = scaling_section(threads, max(2, rounds - 2),
-                                     QUICK_SCALING if quick else SCALING)
-    out["scaling_note"] = "skipped (--quick)" if quick else ""
+    out["generate"] = gen_section(threads, rounds, GEN_LAYERS, max(10, chars // 2), (1, 32),
+                                  tv is not None)
+    out["scaling"] = scaling_section(threads, max(2, rounds - 2), SCALING)
     return out
 
 
@@ -167,8 +169,8 @@ def report_lines(r):
     if not b:
         return []
     peak = r["peak_gflops"]
-    L = [f"Against the yardsticks ({r['threads']} thread(s); PyTorch "
-         f"{b['torch'] or 'not importable: rows skipped'}; numpy-expert = "
+    torch = b.get("torch_note") or b["torch"] or "not importable: rows skipped"
+    L = [f"Against the yardsticks ({r['threads']} thread(s); PyTorch {torch}; numpy-expert = "
          "darknet_rnn/bench/numpy_step.py):", ""]
     for tr in b["train"]:
         sh = tr["shape"]
@@ -199,13 +201,13 @@ def report_lines(r):
                  f"{100 * s['gflops'] / peak:.0f}% | {s['median'] / base:.2f} | "
                  f"{g['max_abs_diff_vs_fp32'][k]:.1e} |")
     L.append("")
+    if b.get("scaling_note"):
+        return L + [f"Scaling table: {b['scaling_note']}.", ""]
     L.append("Scaling (training step; native against numpy-expert):")
     L.append("")
     L.append("| hidden | steps | streams | GFLOP | native | numpy-expert | native / expert | "
              "native % peak |")
     L.append("|---|---|---|---|---|---|---|---|")
-    if b.get("scaling_note"):
-        L.append(b["scaling_note"])
     for row in b["scaling"]:
         n, e = row["results"]["native"], row["results"]["numpy-expert"]
         L.append(f"| {row['hidden']} | {row['steps']} | {row['streams']} | {row['gflop']:.2f} | "
