@@ -47,8 +47,8 @@ int dn_birnn_forward(const dn_ctx *ctx, const dn_birnn *l, const float *input, i
         dn_fill((int)bh, 0, l->bwd->state, 1);
     }
     reverse_steps(T, B, l->inputs, input, l->reversed_input);
-    if ((st = dn_rnn_forward(ctx, l->fwd, input, train))) return st;
-    if ((st = dn_rnn_forward(ctx, l->bwd, l->reversed_input, train))) return st;
+    if ((st = dn_rnn_forward_wp(ctx, l->fwd, input, train, NULL, l->fwd_pack))) return st;
+    if ((st = dn_rnn_forward_wp(ctx, l->bwd, l->reversed_input, train, NULL, l->bwd_pack))) return st;
 
     const float *yf = l->fwd->output_layer.output, *yb = l->bwd->output_layer.output;
     for (int t = 0; t < T; ++t)
@@ -78,12 +78,12 @@ int dn_birnn_backward(const dn_ctx *ctx, const dn_birnn *l, const float *input,
             memcpy(df + ((long)t * B + s) * H, row, (size_t)H * sizeof(float));
             memcpy(db + ((long)(T - 1 - t) * B + s) * H, row + H, (size_t)H * sizeof(float));
         }
-    if ((st = dn_rnn_backward(ctx, l->fwd, input, prev_delta))) return st;
-    if (!prev_delta) return dn_rnn_backward(ctx, l->bwd, l->reversed_input, NULL);
+    if ((st = dn_rnn_backward_wp(ctx, l->fwd, input, prev_delta, l->fwd_pack))) return st;
+    if (!prev_delta) return dn_rnn_backward_wp(ctx, l->bwd, l->reversed_input, NULL, l->bwd_pack);
 
     const long n = (long)T * B * I, block = (long)B * I;
     dn_fill((int)n, 0, l->reversed_delta, 1);
-    if ((st = dn_rnn_backward(ctx, l->bwd, l->reversed_input, l->reversed_delta))) return st;
+    if ((st = dn_rnn_backward_wp(ctx, l->bwd, l->reversed_input, l->reversed_delta, l->bwd_pack))) return st;
     for (int t = 0; t < T; ++t) {
         float *dst = prev_delta + t * block;
         const float *src = l->reversed_delta + (long)(T - 1 - t) * block;

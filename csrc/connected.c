@@ -6,7 +6,8 @@
  * A call works on the `batch` rows of time step `step` (step 0 for a plain
  * layer): input (batch, inputs), output/delta rows (batch, outputs) at
  * row offset step*batch. The reference kernel keeps Darknet's operation
- * order; fast kernels only change GEMM rounding.
+ * order; fast kernels change GEMM rounding and use the single-precision
+ * batch norm / activation of bn_fast.c.
  */
 #include "internal.h"
 
@@ -78,6 +79,7 @@ int dn_connected_forward(const dn_ctx *ctx, const dn_connected *l, int step,
                      l->weights, l->inputs, 0, out, c);
     }
     if (st) return st;
+    if (ctx->kernel != DN_KERNEL_REFERENCE) return dn_connected_post_fast(l, step, train);
     return dn_connected_forward_post(l, step, train);
 }
 
@@ -90,7 +92,10 @@ int dn_connected_backward(const dn_ctx *ctx, const dn_connected *l, int step,
     if (!ctx || !input || stats_step < 0 || stats_step >= l->steps) return DN_ERR_ARG;
     const int n = l->batch, c = l->outputs;
     float *delta = dn_rows(l->delta, step, n, c);         /* (n, c) */
-    if ((st = dn_connected_backward_pre(l, step, stats_step, fixes))) return st;
+    st = ctx->kernel == DN_KERNEL_REFERENCE
+             ? dn_connected_backward_pre(l, step, stats_step, fixes)
+             : dn_connected_pre_fast(l, step, stats_step, fixes);
+    if (st) return st;
     /* weight_updates (c, inputs) += delta^T (c, n) . input (n, inputs) */
     st = dn_gemm(ctx, 1, 0, c, l->inputs, n, 1, delta, c, input, l->inputs, 1,
                  l->weight_updates, l->inputs);

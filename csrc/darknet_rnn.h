@@ -303,6 +303,8 @@ typedef struct dn_birnn {
     float *reversed_delta;   /* (steps*batch, inputs): backward scratch */
     float *output;           /* (steps*batch, 2*outputs) */
     float *delta;            /* (steps*batch, 2*outputs); forward zeroes it */
+    struct dn_wpack *fwd_pack, *bwd_pack;  /* W_self buffers of the fast kernels' training
+                                              (as dn_rnn_forward_wp's train_self), or NULL */
 } dn_birnn;
 
 int dn_birnn_forward(const dn_ctx *ctx, const dn_birnn *l, const float *input, int train);
@@ -319,5 +321,43 @@ enum { DN_MAX_THREADS = 1024 };
 /* Index of the first NaN or infinity among x[0..n), -1 if every value is
  * finite, -2 for a NULL x with n > 0 (finite.c; the training guard). */
 long dn_first_nonfinite(const float *x, long n);
+/* ---- Packed weights (wpack.c, rnn_wp.c) -------------------------------
+ * A weight matrix W (n, k) packed once for many products C = A W^T:
+ * DN_WPACK_F32 in the fast GEMM's layout for one kernel (not REFERENCE),
+ * DN_WPACK_BF16 rounded to bfloat16 (inference only; AVX512_BF16 where the
+ * CPU has it, dn_wpack_bf16_native(), portable C elsewhere). The caller
+ * owns the buffer (dn_wpack_floats floats) and refills it when W changes. */
+typedef enum { DN_WPACK_F32 = 0, DN_WPACK_BF16 = 1 } dn_wpack_kind;
+
+struct dn_wpack {
+    int kind;        /* dn_wpack_kind */
+    int kernel;      /* DN_WPACK_F32: the dn_kernel whose layout it holds */
+    int n, k;        /* W is (n, k) */
+    long floats;     /* capacity of data */
+    float *data;     /* the packed weights */
+};
+typedef struct dn_wpack dn_wpack;
+
+long dn_wpack_floats(int kernel, int kind, int n, int k);
+int dn_wpack_bf16_native(void);
+int dn_wpack_fill(const dn_wpack *p, const float *W, long ldw);
+/* C (m, n) = A (m, k) W^T + beta C */
+int dn_gemm_wpack(const dn_ctx *ctx, int m, const float *A, long lda, const dn_wpack *p,
+                  float beta, float *C, long ldc);
+/* Inference forward (train = 0, a fast kernel) with packed weights p (NULL
+ * or p->data NULL: the weights themselves); anything else is
+ * dn_connected_forward. */
+int dn_connected_forward_wp(const dn_ctx *ctx, const dn_connected *l, int step,
+                            const float *input, int train, const dn_wpack *p);
+/* dn_rnn_forward with packs: inference reads infer[0..2] (input, self,
+ * output sublayer; NULL or data NULL: unpacked); a fast-kernel training
+ * forward packs W_self into train_self (DN_WPACK_F32, or NULL: not
+ * packed) once and runs every step's self product on it. */
+int dn_rnn_forward_wp(const dn_ctx *ctx, const dn_rnn *l, const float *input, int train,
+                      const dn_wpack *infer, dn_wpack *train_self);
+/* dn_rnn_backward whose per-step products read W_self packed into
+ * train_self (the forward's buffer, refilled here; NULL: unpacked). */
+int dn_rnn_backward_wp(const dn_ctx *ctx, const dn_rnn *l, const float *input,
+                       float *prev_delta, dn_wpack *train_self);
 
 #endif

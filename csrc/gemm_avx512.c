@@ -13,6 +13,7 @@
 
 #define A5_MR DN_AVX512_MR
 #define A5_NR DN_AVX512_NR
+#define B_PREFETCH 24        /* k steps ahead that full tiles prefetch B */
 
 DN_TARGET_AVX512
 void dn_gemm_pack_copy_avx512(int R, int rv, int kc, const float *src, long ld,
@@ -118,11 +119,15 @@ void dn_gemm_pack_trans_avx512(int R, int rv, int kc, const float *src,
 /* 8 x 32 tile: per k two 16-float loads of B, eight broadcasts of A,
  * sixteen FMAs; the 16 independent accumulator chains cover the FMA latency
  * on two pipes. Columns j >= nr are masked off in the loads of B (so B may
- * be read in place, direct_b) and in the stores of C. */
-DN_TARGET_AVX512
-void dn_gemm_ukernel_avx512(int kc, const float *a, const float *b, long ldbk,
-                            float *c, long ldc, int mr, int nr, float alpha,
-                            float beta)
+ * be read in place, direct_b) and in the stores of C. FULL (nr == NR, the
+ * common case) drops the masks, prefetches the C tile while the k loop
+ * runs (C is the one operand not streamed through the cache on purpose)
+ * and unrolls k; the arithmetic is the same, so are the bits. PF adds
+ * software prefetch of B (dn_gemm_ukernel_pf_avx512). */
+DN_TARGET_AVX512 __attribute__((always_inline))
+static inline void ukernel_avx512(int FULL, int PF, int kc, const float *a, const float *b,
+                                  long ldbk, float *c, long ldc, int mr, int nr,
+                                  float alpha, float beta)
 {
     __mmask16 m0 = dn_tail_mask(nr), m1 = dn_tail_mask(nr - 16);
     __m512 acc[A5_MR][2];
@@ -131,9 +136,21 @@ void dn_gemm_ukernel_avx512(int kc, const float *a, const float *b, long ldbk,
         acc[i][0] = _mm512_setzero_ps();
         acc[i][1] = _mm512_setzero_ps();
     }
+    if (FULL)
+#pragma GCC unroll 8
+        for (int i = 0; i < A5_MR; i++)
+            if (i < mr) {
+                _mm_prefetch((const char *)(c + (long)i * ldc), _MM_HINT_T0);
+                _mm_prefetch((const char *)(c + (long)i * ldc + 16), _MM_HINT_T0);
+            }
+#pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
-        __m512 b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        if (PF) {        /* B from memory (first tile of a sliver): ahead of time */
+            _mm_prefetch((const char *)(b + B_PREFETCH * ldbk), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + B_PREFETCH * ldbk + 16), _MM_HINT_T0);
+        }
+        __m512 b0 = FULL ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(m0, b);
+        __m512 b1 = FULL ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(m1, b + 16);
 #pragma GCC unroll 8
         for (int i = 0; i < A5_MR; i++) {
             __m512 ai = _mm512_set1_ps(a[i]);
@@ -151,12 +168,43 @@ void dn_gemm_ukernel_avx512(int kc, const float *a, const float *b, long ldbk,
         __m512 r0 = _mm512_mul_ps(va, acc[i][0]);
         __m512 r1 = _mm512_mul_ps(va, acc[i][1]);
         if (beta != 0.0f) {
-            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+            r0 = _mm512_fmadd_ps(vb, FULL ? _mm512_loadu_ps(ci) : _mm512_maskz_loadu_ps(m0, ci), r0);
+            r1 = _mm512_fmadd_ps(vb, FULL ? _mm512_loadu_ps(ci + 16)
+                                          : _mm512_maskz_loadu_ps(m1, ci + 16), r1);
         }
-        _mm512_mask_storeu_ps(ci, m0, r0);
-        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+        if (FULL) {
+            _mm512_storeu_ps(ci, r0);
+            _mm512_storeu_ps(ci + 16, r1);
+        } else {
+            _mm512_mask_storeu_ps(ci, m0, r0);
+            _mm512_mask_storeu_ps(ci + 16, m1, r1);
+        }
     }
+}
+
+DN_TARGET_AVX512
+void dn_gemm_ukernel_avx512(int kc, const float *a, const float *b, long ldbk,
+                            float *c, long ldc, int mr, int nr, float alpha,
+                            float beta)
+{
+    if (nr == A5_NR)
+        ukernel_avx512(1, 0, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
+    else
+        ukernel_avx512(0, 0, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
+}
+
+/* The same tile, prefetching B B_PREFETCH k steps ahead: for the first tile
+ * of a prepacked B sliver, which comes from memory (batched generation
+ * streams every weight matrix once per call); in-cache B is faster without. */
+DN_TARGET_AVX512
+void dn_gemm_ukernel_pf_avx512(int kc, const float *a, const float *b, long ldbk,
+                               float *c, long ldc, int mr, int nr, float alpha,
+                               float beta)
+{
+    if (nr == A5_NR)
+        ukernel_avx512(1, 1, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
+    else
+        ukernel_avx512(0, 1, kc, a, b, ldbk, c, ldc, mr, nr, alpha, beta);
 }
 
 #endif /* DN_X86 */

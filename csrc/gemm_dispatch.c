@@ -42,7 +42,7 @@ static const dn_gemm_isa isa_avx512 = {
      dn_gemm_rrows4_avx512},
     {dn_gemm_dots1_avx512, dn_gemm_dots2_avx512, dn_gemm_dots3_avx512,
      dn_gemm_dots4_avx512},
-    dn_gemm_dotsb_avx512
+    dn_gemm_dotsb_avx512, dn_gemm_ukernel_pf_avx512
 };
 #endif
 

@@ -76,6 +76,11 @@ typedef struct gemm_args {
     long ldc;
     int path;               /* PATH_* chosen for the whole problem */
     float *work;            /* this thread's slice, dn_gemm_thread_floats */
+    /* B packed beforehand (dn_gemm_prepacked): sliver (pc, j) of op(B) at
+     * Bpre + pc * bpre_n + (bcol0 + j) * kc; NULL: B as given */
+    const float *Bpre;
+    long bpre_n;
+    int bcol0;
 } gemm_args;
 
 enum { PATH_PACKED = 0, PATH_ROWS = 1, PATH_DOTS = 2, PATH_DOTSB = 3 };
@@ -142,10 +147,10 @@ static void gemm_packed(const gemm_args *g)
     const int MR = d->mr, NR = d->nr;
     float *Ap = align_ptr(g->work);
     float *Bp = Ap + dn_round_up((long)d->mc * KC, ALIGN_FLOATS);
-    const int direct = direct_b(g);
+    const int direct = !g->Bpre && direct_b(g);
     /* When all of M is one A block, each B sliver is packed right before
      * its tiles are computed, so it is still in L1 when they read it. */
-    const int interleave = !direct && g->M <= d->mc;
+    const int interleave = !g->Bpre && !direct && g->M <= d->mc;
 
     for (int jc = 0; jc < g->N; jc += d->nc) {
         int nc = dn_imin(d->nc, g->N - jc);
@@ -154,7 +159,9 @@ static void gemm_packed(const gemm_args *g)
             float beta = pc == 0 ? g->beta : 1.0f;
             long ldbk = direct ? g->ldb : NR;
             const float *Bd = g->B + (long)pc * g->ldb + jc;
-            if (!direct && !interleave)
+            const float *Bq = g->Bpre ? g->Bpre + (long)pc * g->bpre_n
+                                             + (long)(g->bcol0 + jc) * kc : NULL;
+            if (!g->Bpre && !direct && !interleave)
                 for (int jr = 0; jr < nc; jr += NR)
                     pack_b_sliver(g, pc, kc, jc + jr, dn_imin(NR, nc - jr),
                                   Bp + (long)jr * kc);
@@ -163,13 +170,18 @@ static void gemm_packed(const gemm_args *g)
                 pack_a_block(g, ic, mc, pc, kc, Ap);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = dn_imin(NR, nc - jr);
-                    const float *b = direct ? Bd + jr : Bp + (long)jr * kc;
+                    const float *b = direct ? Bd + jr
+                                   : Bq ? Bq + (long)jr * kc : Bp + (long)jr * kc;
                     if (interleave)
                         pack_b_sliver(g, pc, kc, jc + jr, nr, Bp + (long)jr * kc);
-                    for (int ir = 0; ir < mc; ir += MR)
-                        d->kernel(kc, Ap + (long)ir * kc, b, ldbk,
-                                  g->C + (long)(ic + ir) * g->ldc + jc + jr,
-                                  g->ldc, dn_imin(MR, mc - ir), nr, g->alpha, beta);
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        /* a prepacked sliver's first tile reads it from memory */
+                        dn_ukernel_fn kern = Bq && ir == 0 && ic == 0 && d->kernel_pf
+                                                 ? d->kernel_pf : d->kernel;
+                        kern(kc, Ap + (long)ir * kc, b, ldbk,
+                             g->C + (long)(ic + ir) * g->ldc + jc + jr,
+                             g->ldc, dn_imin(MR, mc - ir), nr, g->alpha, beta);
+                    }
                 }
             }
         }
@@ -270,6 +282,66 @@ static void gemm_part(void *parts, int part)
     gemm_serial((const gemm_args *)parts + part);
 }
 
+/* Run g on `threads` threads (fewer when the work is small): C cut into
+ * blocks along N (NR units) when N >= M, else along M (MR units). */
+static int run_parts(const dn_ctx *ctx, const gemm_args *gp, int threads)
+{
+    const gemm_args g = *gp;
+    const dn_gemm_isa *d = g.isa;
+    const int M = g.M, N = g.N, TA = g.TA, TB = g.TB;
+    const long lda = g.lda, ldb = g.ldb, ldc = g.ldc;
+    const float *A = g.A, *B = g.B;
+    float *C = g.C;
+    if (threads > 1 &&
+        work_estimate(&g) < (ctx->pool ? PARALLEL_MIN_POOL : PARALLEL_MIN))
+        threads = 1;
+    /* split along N (in NR units) when N >= M, else along M (MR units) */
+    int split_n = N >= M;
+    int unit = split_n ? d->nr : d->mr;
+    int units = ((split_n ? N : M) + unit - 1) / unit;
+    if (threads > units) threads = units;
+
+    if (threads <= 1) {
+        gemm_args one = g;
+        one.work = ctx->work;
+        gemm_serial(&one);
+        return DN_OK;
+    }
+
+    gemm_args part[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS];
+    long wt = dn_gemm_thread_floats(d);
+    for (int t = 0; t < threads; t++) {
+        int u0 = (int)((long)units * t / threads);
+        int u1 = (int)((long)units * (t + 1) / threads);
+        part[t] = g;
+        part[t].work = ctx->work + wt * t;
+        if (split_n) {
+            int j0 = u0 * unit, j1 = dn_imin(u1 * unit, N);
+            part[t].N = j1 - j0;
+            part[t].C = C + j0;
+            part[t].B = TB ? B + (long)j0 * ldb : B + j0;
+            part[t].bcol0 = g.bcol0 + j0;
+        } else {
+            int i0 = u0 * unit, i1 = dn_imin(u1 * unit, M);
+            part[t].M = i1 - i0;
+            part[t].C = C + (long)i0 * ldc;
+            part[t].A = TA ? A + i0 : A + (long)i0 * lda;
+        }
+    }
+    if (ctx->pool && dn_pool_run(ctx->pool, threads, gemm_part, part) == 0)
+        return DN_OK;
+    for (int t = 1; t < threads; t++)
+        started[t] = pthread_create(&tid[t], NULL, gemm_thread, &part[t]) == 0;
+    gemm_serial(&part[0]);
+    for (int t = 1; t < threads; t++) {
+        if (started[t]) pthread_join(tid[t], NULL);
+        else gemm_serial(&part[t]);       /* no thread: do its block here */
+    }
+    return DN_OK;
+}
+
 int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
                  float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc)
@@ -289,7 +361,7 @@ int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
 
     gemm_args g = {
         d, TA != 0, TB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-        PATH_PACKED, NULL
+        PATH_PACKED, NULL, NULL, 0, 0
     };
     if (g.TB && !g.TA && M > 4 && M <= DOTSB_M && K >= 512 &&
         (double)N * K >= DOTSB_B && d->dotsb)
@@ -297,50 +369,54 @@ int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
     else if (M <= d->small_m)
         g.path = g.TB ? PATH_DOTS : PATH_ROWS;
 
-    if (threads > 1 &&
-        work_estimate(&g) < (ctx->pool ? PARALLEL_MIN_POOL : PARALLEL_MIN))
-        threads = 1;
-    /* split along N (in NR units) when N >= M, else along M (MR units) */
-    int split_n = N >= M;
-    int unit = split_n ? d->nr : d->mr;
-    int units = ((split_n ? N : M) + unit - 1) / unit;
-    if (threads > units) threads = units;
+    return run_parts(ctx, &g, threads);
+}
 
-    if (threads <= 1) {
-        g.work = ctx->work;
-        gemm_serial(&g);
-        return DN_OK;
-    }
+/* op(B) (K x N) in the packed path's layout, for a B used by many GEMMs
+ * (gemm_internal.h: dn_gemm_pack_b): k-block pc (KC rows) starts at
+ * pc * round_up(N, NR); within it, NR-wide slivers of kc x NR floats. */
+long dn_gemm_packed_b_floats(const dn_gemm_isa *d, int N, int K)
+{
+    return dn_round_up(N, d->nr) * (long)K;
+}
 
-    gemm_args part[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS];
-    long wt = dn_gemm_thread_floats(d);
-    for (int t = 0; t < threads; t++) {
-        int u0 = (int)((long)units * t / threads);
-        int u1 = (int)((long)units * (t + 1) / threads);
-        part[t] = g;
-        part[t].work = ctx->work + wt * t;
-        if (split_n) {
-            int j0 = u0 * unit, j1 = dn_imin(u1 * unit, N);
-            part[t].N = j1 - j0;
-            part[t].C = C + j0;
-            part[t].B = TB ? B + (long)j0 * ldb : B + j0;
-        } else {
-            int i0 = u0 * unit, i1 = dn_imin(u1 * unit, M);
-            part[t].M = i1 - i0;
-            part[t].C = C + (long)i0 * ldc;
-            part[t].A = TA ? A + i0 : A + (long)i0 * lda;
+void dn_gemm_pack_b(const dn_gemm_isa *d, int TB, int N, int K, const float *B,
+                    long ldb, float *Bp)
+{
+    const long npad = dn_round_up(N, d->nr);
+    for (int pc = 0; pc < K; pc += KC) {
+        int kc = dn_imin(KC, K - pc);
+        for (int j = 0; j < N; j += d->nr) {
+            float *dst = Bp + (long)pc * npad + (long)j * kc;
+            if (TB)
+                d->pack_trans(d->nr, dn_imin(d->nr, N - j), kc, B + (long)j * ldb + pc,
+                              ldb, dst);
+            else
+                d->pack_copy(d->nr, dn_imin(d->nr, N - j), kc, B + (long)pc * ldb + j,
+                             ldb, dst);
         }
     }
-    if (ctx->pool && dn_pool_run(ctx->pool, threads, gemm_part, part) == 0)
-        return DN_OK;
-    for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&tid[t], NULL, gemm_thread, &part[t]) == 0;
-    gemm_serial(&part[0]);
-    for (int t = 1; t < threads; t++) {
-        if (started[t]) pthread_join(tid[t], NULL);
-        else gemm_serial(&part[t]);       /* no thread: do its block here */
-    }
-    return DN_OK;
+}
+
+int dn_gemm_prepacked(const dn_ctx *ctx, int TA, int M, int N, int K, float alpha,
+                      const float *A, long lda, const float *Bp, float beta, float *C,
+                      long ldc)
+{
+    if (!ctx || M < 0 || N < 0 || K < 0) return DN_ERR_ARG;
+    const dn_gemm_isa *d = dn_gemm_isa_for(ctx->kernel);
+    if (!d || !(dn_kernels_available() & (1 << ctx->kernel)))
+        return DN_ERR_KERNEL;
+    if (ctx->threads < 1) return DN_ERR_ARG;
+    int threads = ctx->threads > MAX_THREADS ? MAX_THREADS : ctx->threads;
+    if (!ctx->work || ctx->work_floats < dn_gemm_work_floats(ctx->kernel, threads))
+        return DN_ERR_ARG;
+    if (M == 0 || N == 0) return DN_OK;
+    if (!C || (K > 0 && (!A || !Bp)) || lda < (TA ? M : K) || lda < 1 || ldc < N)
+        return DN_ERR_ARG;
+    /* B is only a non-NULL stand-in here: the kernels read Bpre */
+    gemm_args g = {
+        d, TA != 0, 0, M, N, K, alpha, A, lda, Bp, N, beta, C, ldc,
+        PATH_PACKED, NULL, Bp, dn_round_up(N, d->nr), 0
+    };
+    return run_parts(ctx, &g, threads);
 }

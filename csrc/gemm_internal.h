@@ -129,6 +129,8 @@ typedef struct dn_gemm_isa {
     dn_rows_fn rows[4];     /* [g - 1] for a group of g rows */
     dn_dots_fn dots[4];
     dn_dotsb_fn dotsb;      /* TA = 0, TB = 1, moderate M (or NULL) */
+    dn_ukernel_fn kernel_pf;/* kernel that also prefetches B, for the first
+                               tile of a prepacked sliver (or NULL) */
 } dn_gemm_isa;
 
 /* The table of a kernel id, NULL for REFERENCE or an unknown id; does not
@@ -136,6 +138,18 @@ typedef struct dn_gemm_isa {
 const dn_gemm_isa *dn_gemm_isa_for(int kernel);
 
 static inline int dn_imin(int a, int b) { return a < b ? a : b; }
+
+/* A B used by many GEMMs, packed once (gemm_driver.c): op(B) (K x N) in the
+ * packed path's sliver layout (k-block pc at pc * round_up(N, NR), NR-wide
+ * slivers of kc x NR floats, zero-padded); dn_gemm_prepacked then runs the
+ * packed path without packing B (same bits as the packed path would give,
+ * any thread count). */
+long dn_gemm_packed_b_floats(const dn_gemm_isa *d, int N, int K);
+void dn_gemm_pack_b(const dn_gemm_isa *d, int TB, int N, int K, const float *B,
+                    long ldb, float *Bp);
+int dn_gemm_prepacked(const dn_ctx *ctx, int TA, int M, int N, int K, float alpha,
+                      const float *A, long lda, const float *Bp, float beta, float *C,
+                      long ldc);
 
 static inline long dn_round_up(long n, long m) { return (n + m - 1) / m * m; }
 
@@ -172,6 +186,8 @@ void dn_gemm_pack_copy_avx512(int R, int rv, int kc, const float *src, long ld, 
 void dn_gemm_pack_trans_avx512(int R, int rv, int kc, const float *src, long ld, float *dst);
 void dn_gemm_ukernel_avx512(int kc, const float *a, const float *b, long ldbk,
                             float *c, long ldc, int mr, int nr, float alpha, float beta);
+void dn_gemm_ukernel_pf_avx512(int kc, const float *a, const float *b, long ldbk,
+                               float *c, long ldc, int mr, int nr, float alpha, float beta);
 
 /* Small-M kernels: AVX2 (gemm_small_avx2.c), see dn_rows_fn and dn_dots_fn;
  * the digit is the number of rows of C. */

@@ -59,13 +59,24 @@ int dn_check_connected(const dn_connected *l, int step);
 int dn_connected_forward_post(const dn_connected *l, int step, int train);
 int dn_connected_backward_pre(const dn_connected *l, int step, int stats_step, int fixes);
 
+/* The argument checks of dn_rnn_forward/backward (rnn.c). */
+int dn_check_rnn(const dn_rnn *l);
+
+/* The fast kernels' single-precision, fused versions of the two above
+ * (bn_fast.c); same contracts, fast-path rounding. */
+int dn_connected_post_fast(const dn_connected *l, int step, int train);
+int dn_connected_pre_fast(const dn_connected *l, int step, int stats_step, int fixes);
+
 /* The batched training path of the [rnn] layer (rnn_fast.c): same contract
  * as dn_rnn_forward with train = 1 and dn_rnn_backward, for a layer rnn.c
- * has checked and a kernel other than REFERENCE. */
-int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input);
+ * has checked and a kernel other than REFERENCE. self_pack: W_self packed
+ * (DN_WPACK_F32, filled) for the forward's per-step products, or NULL;
+ * self_packed: op(B) = W_self in dn_gemm_pack_b's layout for the
+ * backward's, or NULL. */
+int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
+                        const dn_wpack *self_pack);
 int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
-                         float *prev_delta);
-
+                         float *prev_delta, const float *self_packed);
 /* [gru] / [lstm] (gru.c, lstm.c): argument checks shared with the fast
  * paths, and the fast paths themselves (gru_fast.c, lstm_fast.c), which
  * batch the input-to-gate GEMMs and all weight gradients over the steps. */

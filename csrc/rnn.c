@@ -79,7 +79,7 @@ int dn_rnn_forward(const dn_ctx *ctx, const dn_rnn *l, const float *input, int t
     if (!ctx || !input) return DN_ERR_ARG;
     const int B = l->batch, H = l->outputs, T = l->steps;
     const long bh = (long)B * H;
-    if (batched(ctx, train)) return dn_rnn_forward_fast(ctx, l, input);
+    if (batched(ctx, train)) return dn_rnn_forward_fast(ctx, l, input, NULL);
 
     dn_fill(T * bh, 0, l->output_layer.delta, 1);
     dn_fill(T * bh, 0, l->self_layer.delta, 1);
@@ -115,7 +115,7 @@ int dn_rnn_backward(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     const long bh = (long)B * H;
     const int fixes = l->fixes;
     const int bn_fix = fixes & DN_FIX_BN_GRADIENT;
-    if (batched(ctx, 1)) return dn_rnn_backward_fast(ctx, l, input, prev_delta);
+    if (batched(ctx, 1)) return dn_rnn_backward_fast(ctx, l, input, prev_delta, NULL);
 
     for (int t = T - 1; t >= 0; --t) {
         /* Q5: Darknet keeps one mean/variance buffer per sublayer, so its BN
@@ -158,3 +158,5 @@ int dn_rnn_backward(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     }
     return DN_OK;
 }
+
+int dn_check_rnn(const dn_rnn *l) { return check_rnn(l); }

@@ -13,11 +13,16 @@
  * Same buffers and layout as rnn.c: state (steps+1, batch, outputs) with
  * h_0 zeroed (or the carried state) by the forward, sublayer outputs/deltas
  * (steps*batch, outputs).
- * Nothing is allocated; l->scratch (one step) is the only temporary.
+ * Nothing is allocated; l->scratch (one step) is the only temporary. With a
+ * packed W_self (dn_rnn_forward_wp) the per-step self products skip the
+ * packing of W_self (1 MB at 512 units) that each dn_gemm would repeat; the
+ * backward's per-step dS_{t-1} += dS_t W_self likewise reads W_self packed
+ * once (dn_rnn_backward_wp), not in place with a 4 KB row stride.
  */
-#include "internal.h"
+#include "gemm_internal.h"
 
-int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
+int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
+                        const dn_wpack *self_pack)
 {
     const int B = l->batch, H = l->outputs, T = l->steps, I = l->inputs;
     const long bh = (long)B * H;
@@ -25,25 +30,27 @@ int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
     const dn_connected *in = &l->input_layer, *self = &l->self_layer, *out = &l->output_layer;
     int st;
 
+    /* Only the output sublayer's delta needs zeros (the next layer adds
+     * into it); the backward overwrites the self and input sublayers'
+     * deltas whole (a beta = 0 GEMM and a copy), so they are not cleared. */
     dn_fill(T * bh, 0, out->delta, 1);
-    dn_fill(T * bh, 0, self->delta, 1);
-    dn_fill(T * bh, 0, in->delta, 1);
     dn_rnn_train_begin(l);
 
     /* a = f(x W_in^T + b_in) for all steps: (T*B, H) */
     if ((st = dn_gemm(ctx, 0, 1, tb, H, I, 1, input, I, in->weights, I, 0, in->output, H)))
         return st;
     for (int t = 0; t < T; ++t)
-        if ((st = dn_connected_forward_post(in, t, 1))) return st;
+        if ((st = dn_connected_post_fast(in, t, 1))) return st;
 
     for (int t = 0; t < T; ++t) {
         const float *h_prev = dn_rows(l->state, t, B, H);
         float *h_next = dn_rows(l->state, t + 1, B, H);
         float *b_t = dn_rows(self->output, t, B, H);
         const float *a_t = dn_rows(in->output, t, B, H);
-        if ((st = dn_gemm(ctx, 0, 1, B, H, H, 1, h_prev, H, self->weights, H, 0, b_t, H)))
-            return st;
-        if ((st = dn_connected_forward_post(self, t, 1))) return st;
+        st = self_pack ? dn_gemm_wpack(ctx, B, h_prev, H, self_pack, 0, b_t, H)
+                       : dn_gemm(ctx, 0, 1, B, H, H, 1, h_prev, H, self->weights, H, 0, b_t, H);
+        if (st) return st;
+        if ((st = dn_connected_post_fast(self, t, 1))) return st;
         if (l->shortcut)
             for (long i = 0; i < bh; ++i) h_next[i] = (h_prev[i] + a_t[i]) + b_t[i];
         else
@@ -55,13 +62,13 @@ int dn_rnn_forward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input)
                       out->output, H)))
         return st;
     for (int t = 0; t < T; ++t)
-        if ((st = dn_connected_forward_post(out, t, 1))) return st;
+        if ((st = dn_connected_post_fast(out, t, 1))) return st;
     dn_rnn_train_end(l);
     return DN_OK;
 }
 
 int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
-                         float *prev_delta)
+                         float *prev_delta, const float *self_packed)
 {
     const int B = l->batch, H = l->outputs, T = l->steps, I = l->inputs;
     const long bh = (long)B * H;
@@ -71,10 +78,10 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
     int st;
 #define STATS(t) ((fixes & DN_FIX_BN_STEP_STATS) ? (t) : T - 1)
 
-    /* output sublayer: its deltas for all steps, then dS += D_out W_out */
+    /* output sublayer: its deltas for all steps, then dS = D_out W_out */
     for (int t = 0; t < T; ++t)
-        if ((st = dn_connected_backward_pre(out, t, STATS(t), bn_fix))) return st;
-    if ((st = dn_gemm(ctx, 0, 0, tb, H, H, 1, out->delta, H, out->weights, H, 1,
+        if ((st = dn_connected_pre_fast(out, t, STATS(t), bn_fix))) return st;
+    if ((st = dn_gemm(ctx, 0, 0, tb, H, H, 1, out->delta, H, out->weights, H, 0,
                       self->delta, H)))
         return st;
 
@@ -85,9 +92,11 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
         dn_rnn_record_norm(l, t, dS_t);      /* complete: output at t, carries from t+1 */
         if (fixes & (DN_FIX_COPY_BEFORE_SCALE | DN_FIX_SHORTCUT_CARRY))
             dn_copy(bh, dS_t, 1, l->scratch, 1);
-        if ((st = dn_connected_backward_pre(self, t, STATS(t), bn_fix))) return st;
+        if ((st = dn_connected_pre_fast(self, t, STATS(t), bn_fix))) return st;
         if (dS_prev &&
-            (st = dn_gemm(ctx, 0, 0, B, H, H, 1, dS_t, H, self->weights, H, 1, dS_prev, H)))
+            (st = self_packed
+                      ? dn_gemm_prepacked(ctx, 0, B, H, H, 1, dS_t, H, self_packed, 1, dS_prev, H)
+                      : dn_gemm(ctx, 0, 0, B, H, H, 1, dS_t, H, self->weights, H, 1, dS_prev, H)))
             return st;
         dn_copy(bh, (fixes & DN_FIX_COPY_BEFORE_SCALE) ? l->scratch : dS_t, 1,
                 dn_rows(in->delta, t, B, H), 1);
@@ -101,7 +110,7 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
 
     /* input sublayer over all steps */
     for (int t = 0; t < T; ++t)
-        if ((st = dn_connected_backward_pre(in, t, STATS(t), bn_fix))) return st;
+        if ((st = dn_connected_pre_fast(in, t, STATS(t), bn_fix))) return st;
     if ((st = dn_gemm(ctx, 1, 0, H, I, tb, 1, in->delta, H, input, I, 1,
                       in->weight_updates, I)))
         return st;

@@ -82,6 +82,8 @@ def _network_kwargs(args):
         kw["threads"] = os.cpu_count() or 1
     if getattr(args, "exact", False):
         kw["exact"] = True
+    if getattr(args, "precision", None):
+        kw["precision"] = args.precision
     if getattr(args, "command", None) == "train":
         kw.update(stateful=args.stateful, optimizer=args.optimizer, clip_norm=args.clip_norm)
     return kw
@@ -389,6 +391,12 @@ def build_parser():
                              "over one stream (NaN)")
         sp.add_argument("-q", "--quiet", action="store_true", help=quiet)
 
+    def precision_opt(sp):
+        sp.add_argument("--precision", choices=("fp32", "fp32-packed", "bf16"), default=None,
+                        help="inference weights: fp32 (default), fp32-packed (copies in the "
+                             "GEMM's layout) or bf16 (rounded copies, half the memory "
+                             "traffic; AVX512_BF16 where the CPU has it)")
+
     t = sub.add_parser(
         "train", help="train on a text file (default: the embedded Python help texts)",
         description="Train a byte-level RNN like `darknet rnn train`. Streams read the text "
@@ -476,6 +484,7 @@ def build_parser():
                         "per line (<NEWLINE> for a newline); each symbol prints as its token "
                         "and a space")
     common_net(g)
+    precision_opt(g)
     g.set_defaults(func=cmd_generate)
 
     v = sub.add_parser(
@@ -489,6 +498,7 @@ def build_parser():
     v.add_argument("--seed", metavar="TEXT", default="\n\n",
                    help="prime text (default: two newlines, as Darknet)")
     common_net(v, "print only the summary line (no per-byte lines, no layer table)")
+    precision_opt(v)
     v.set_defaults(func=cmd_valid)
 
     e = sub.add_parser(

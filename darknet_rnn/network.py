@@ -40,7 +40,7 @@ class Network:
 
     def __init__(self, spec, *, seed=None, strict=True, exact=False, backend="native",
                  kernel=None, threads=None, dtype=np.float32, optimizer=None,
-                 clip_norm=None, stateful=False, comm=None):
+                 clip_norm=None, stateful=False, comm=None, precision="fp32"):
         self.spec = spec
         self.cfg_path = spec.path
         opts = spec.net
@@ -115,6 +115,36 @@ class Network:
         self._params = None
         self._carry = None             # momentum carry snapshots for gradient hooks
         init_weights(self._init_entries(), self.rng)
+        self.precision = "fp32"
+        self.set_precision(precision)
+
+    def set_precision(self, precision):
+        """Inference weights (darknet_rnn.packed): "fp32" (read in place,
+        the default), "fp32-packed" or "bf16" copies, remade after
+        load_weights and each update (call pack_weights() after editing
+        weight arrays by hand). Training always runs in fp32."""
+        if precision not in ("fp32", "fp32-packed", "bf16"):     # packed.PRECISIONS
+            raise ValueError("precision must be 'fp32', 'fp32-packed' or 'bf16', "
+                             f"got {precision!r}")
+        if precision != "fp32" and self.backend != "native":
+            raise ValueError(f"precision={precision!r} needs backend='native'")
+        for k, l in zip(self.kinds, self.layers):
+            if hasattr(l, "set_precision"):
+                l.set_precision(precision)
+            elif precision != "fp32" and k.weight_blocks(l):
+                warnings.warn(f"{k.name} layers have no {precision} path; they run fp32",
+                              RuntimeWarning, stacklevel=2)
+        self.precision = precision
+        self._packs_stale = False
+
+    def pack_weights(self):
+        """Refresh the inference copies of the weights (precision other than
+        "fp32") from the weight arrays."""
+        if self.precision != "fp32":
+            for l in self.layers:
+                if hasattr(l, "pack_weights"):
+                    l.pack_weights()
+        self._packs_stale = False
 
     # ------------------------------------------------------------------
     # weights
@@ -149,6 +179,7 @@ class Network:
         header = load_weights(path, self._entries(), strict=strict,
                               allow_nonfinite=allow_nonfinite)
         self.seen = int(header.seen)
+        self._packs_stale = True
         return header
 
     @serialized
@@ -188,6 +219,8 @@ class Network:
     # Darknet's network.c
 
     def _forward(self, x, truth, train, keep=None):
+        if not train and self._packs_stale:
+            self.pack_weights()
         inp = x
         for k, layer in zip(self.kinds, self.layers):
             if k.zero_delta:
@@ -307,6 +340,7 @@ class Network:
             hook(self, params, args)
         self.optimizer.step(params, args)
         guard.check_params(self)
+        self._packs_stale = True
 
     @serialized
     def forward(self, x, y=None, train=False, mask=None):
@@ -463,7 +497,7 @@ class Network:
 def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=False,
                  backend="native", kernel=None, threads=None, clear=False, streams=None,
                  dtype=np.float32, optimizer=None, clip_norm=None, stateful=False,
-                 comm=None):
+                 comm=None, precision="fp32"):
     """Parse a Darknet .cfg, initialise as Darknet does (srand(seed)), and
     load a .weights file if given (like Darknet's load_network).
 
@@ -484,7 +518,10 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
     darknet_rnn.distributed): call load_network on every rank; the cfg is
     parsed on each (an error on any rank raises on every rank), the ranks'
     networks must have the same shape, the seed is agreed (None everywhere:
-    rank 0's clock), a weights file is read by rank 0 only and broadcast."""
+    rank 0's clock), a weights file is read by rank 0 only and broadcast.
+    precision: the weights inference reads - "fp32" (in place, default),
+    "fp32-packed" or "bf16" copies (darknet_rnn.packed; native backend,
+    fast kernels)."""
     def parse():
         if optimizer == "adam":
             with warnings.catch_warnings():   # the cfg's "CPU ignores Adam" does not apply
@@ -500,7 +537,8 @@ def load_network(cfg_path, weights_path=None, *, seed=None, strict=True, exact=F
             spec.net = dataclasses.replace(opts, batch=streams, subdivisions=1, time_steps=1)
     net = Network(spec, seed=seed, strict=strict, exact=exact, backend=backend,
                   kernel=kernel, threads=threads, dtype=dtype, optimizer=optimizer,
-                  clip_norm=clip_norm, stateful=stateful, comm=comm)
+                  clip_norm=clip_norm, stateful=stateful, comm=comm,
+                  precision=precision)
     if net.world_size > 1:
         distributed.check_same_network(net)
     if weights_path is not None:

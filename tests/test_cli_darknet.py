@@ -23,8 +23,14 @@ def net_files(tmp_path_factory):
     corpus.write_bytes(make_corpus())
     cfg = make_cfg(d / "tiny.train.cfg", max_batches=300)
     infer = make_cfg(d / "tiny.cfg", batch=1, steps=1)
-    ok(run("train", cfg, "--file", corpus, "--out", d, "--srand", 5, "--max-batches", 60,
-           "-q"))
+    # Trained on the reference kernel: the weights are then Darknet's arithmetic on
+    # every machine. This BN net is chaotic (its rolling variance overflows early), so
+    # fast kernels' last-bit differences give other weights, and some of those make
+    # a generator whose state overflows within 1000 characters.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DARKNET_RNN_KERNEL", "reference")
+        ok(run("train", cfg, "--file", corpus, "--out", d, "--srand", 5, "--max-batches", 60,
+               "-q"))
     return {"dir": d, "corpus": str(corpus), "cfg": cfg, "infer": infer,
             "weights": str(d / "tiny_final.weights")}
 

@@ -274,6 +274,9 @@ def child(args):
     out["generate"] = _gen_bench(args.threads, args.rounds, gen, args.chars,
                                  max(3, args.chars // 20), args.streams)
     out["generate"]["floor_s_per_char"] = out["generate"]["weight_bytes"] / (out["bandwidth_gbs"] * 1e9)
+    # the yardsticks: expert NumPy step, PyTorch, bf16, scaling (baselines.py)
+    from . import baselines
+    out["baselines"] = baselines.run(args.threads, args.rounds, quick, args.chars)
     out["seconds"] = time.perf_counter() - t0
     json.dump(out, sys.stdout)
 
@@ -287,6 +290,7 @@ def _fmt_t(s):
 
 
 def report(runs, cmd):
+    from . import baselines
     lines = [f"Command: `{cmd}`", ""]
     for r in runs:
         bi = r["build_info"]
@@ -345,6 +349,8 @@ def report(runs, cmd):
                          f"{_fmt_t(n['median'])} | {_fmt_t(p['median'])} | {n['gflops']:.1f} | "
                          f"{p['gflops']:.1f} | {p['median'] / n['median']:.2f} |")
         lines.append("")
+        lines += baselines.report_lines(r)
+    lines += baselines.sweep_lines(runs)
     return "\n".join(lines)
 
 

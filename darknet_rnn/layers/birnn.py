@@ -76,10 +76,18 @@ class BiRNNLayer:
         b = self.backward_rnn.grad_norms[::-1].astype(np.float64)
         return np.sqrt(f * f + b * b).astype(np.float32)
 
+    def _packs(self, ctx):
+        """Each direction's W_self buffer for ctx's kernel (as RNNLayer's own
+        training uses, so the halves stay bitwise equal to it); ctx."""
+        self._c.fwd_pack = self.forward_rnn._self_pack(ctx)
+        self._c.bwd_pack = self.backward_rnn._self_pack(ctx)
+        return ctx
+
     def forward(self, input, train=True):
         """input (steps*batch, inputs), time-major; the whole sequence."""
         check_array(input, "input", self.steps * self.batch, self.inputs)
-        check(lib.dn_birnn_forward(_ctx(self.ctx), self._c, fptr(input), int(bool(train))),
+        ctx = self._packs(_ctx(self.ctx))
+        check(lib.dn_birnn_forward(ctx, self._c, fptr(input), int(bool(train))),
               "bidirectional rnn forward")
 
     def backward(self, input, prev_delta=None):
@@ -89,7 +97,8 @@ class BiRNNLayer:
             check_array(prev_delta, "prev_delta", self.steps * self.batch, self.inputs,
                         writable=True)
             pd = fptr(prev_delta)
-        check(lib.dn_birnn_backward(_ctx(self.ctx), self._c, fptr(input), pd),
+        ctx = self._packs(_ctx(self.ctx))
+        check(lib.dn_birnn_backward(ctx, self._c, fptr(input), pd),
               "bidirectional rnn backward")
 
     def update(self, learning_rate, momentum, decay, batch):

@@ -40,6 +40,21 @@ def _ctx(ctx):
     return (ctx or _ffi.default_context()).ptr
 
 
+def _set_precision(layer, precision, blocks):
+    from ..packed import inference_packs
+    layer._packs = inference_packs(precision, _ctx(layer.ctx), blocks)
+    layer.precision = precision
+
+
+def _current(layer, ctx, blocks):
+    """The layer's inference packs, remade if the context's kernel changed."""
+    p = layer._packs
+    if p is not None and p.kind == lib.DN_WPACK_F32 and p.kernel != ctx.kernel:
+        _set_precision(layer, layer.precision, blocks)
+        p = layer._packs
+    return p
+
+
 # --------------------------------------------------------------------------
 
 class ConnectedLayer:
@@ -97,6 +112,7 @@ class ConnectedLayer:
         self._bn_factors = np.zeros((3, self.outputs), dtype=np.float64) if bn else None
 
         self._owner = _owner          # keeps an enclosing struct alive
+        self.precision, self._packs = "fp32", None     # inference packs (packed.py)
         c = _struct if _struct is not None else ffi.new("dn_connected *")
         self._c = c
         c.batch, c.steps, c.inputs, c.outputs = self.batch, self.steps, self.inputs, self.outputs
@@ -132,8 +148,19 @@ class ConnectedLayer:
         """Forward one call: input (batch, inputs) -> rows of `step` in output."""
         step = self._step(step)
         check_array(input, "input", self.batch, self.inputs)
-        check(lib.dn_connected_forward(_ctx(self.ctx), self._c, step, fptr(input), int(bool(train))),
-              "connected forward")
+        ctx = _ctx(self.ctx)
+        p = _current(self, ctx, (self,)) if not train else None
+        check(lib.dn_connected_forward_wp(ctx, self._c, step, fptr(input), int(bool(train)),
+                                          p.ptr if p else ffi.NULL), "connected forward")
+
+    def set_precision(self, precision):
+        """Inference weights: "fp32" (in place), "fp32-packed" or "bf16"
+        copies (darknet_rnn.packed); made now and by pack_weights()."""
+        _set_precision(self, precision, (self,))
+
+    def pack_weights(self):
+        """Refresh the inference copies from the weights (after editing them)."""
+        _set_precision(self, self.precision, (self,))
 
     def backward(self, input, prev_delta=None, step=0, stats_step=None, fixes=0):
         """Backward one call; prev_delta (batch, inputs) accumulates delta . weights."""
@@ -197,6 +224,8 @@ class RNNLayer:
         c.carry = fptr(self._carry)
         c.stateful = int(bool(stateful))
         self.record_grad_norms = False
+        self.precision, self._packs = "fp32", None     # inference packs (packed.py)
+        self._train_pack = None                        # W_self, packed per training forward
 
     stateful = property(lambda self: bool(self._c.stateful),
                         doc="Training starts from the state the previous call ended with.")
@@ -234,8 +263,34 @@ class RNNLayer:
     def forward(self, input, train=True):
         """input (steps*batch, inputs), time-major."""
         check_array(input, "input", self.steps * self.batch, self.inputs)
-        check(lib.dn_rnn_forward(_ctx(self.ctx), self._c, fptr(input), int(bool(train))),
+        ctx = _ctx(self.ctx)
+        infer, tp = ffi.NULL, ffi.NULL
+        if train:
+            tp = self._self_pack(ctx)
+        else:
+            p = _current(self, ctx, self.sublayers)
+            infer = p.ptr if p else ffi.NULL
+        check(lib.dn_rnn_forward_wp(ctx, self._c, fptr(input), int(bool(train)), infer, tp),
               "rnn forward")
+
+    def _self_pack(self, ctx):
+        """The buffer the fast training forward packs W_self into (none for
+        the reference kernel)."""
+        if ctx.kernel == lib.DN_KERNEL_REFERENCE:
+            return ffi.NULL
+        if self._train_pack is None or self._train_pack.kernel != ctx.kernel:
+            from ..packed import Packs
+            self._train_pack = Packs(lib.DN_WPACK_F32, ctx.kernel, [(self.outputs,) * 2])
+        return self._train_pack.ptr
+
+    def set_precision(self, precision):
+        """Inference weights of the three sublayers: "fp32" (in place),
+        "fp32-packed" or "bf16" copies (darknet_rnn.packed)."""
+        _set_precision(self, precision, self.sublayers)
+
+    def pack_weights(self):
+        """Refresh the inference copies from the weights (after editing them)."""
+        _set_precision(self, self.precision, self.sublayers)
 
     def backward(self, input, prev_delta=None):
         """BPTT over the steps of the last training forward (Darknet's order)."""
@@ -245,7 +300,9 @@ class RNNLayer:
             check_array(prev_delta, "prev_delta", self.steps * self.batch, self.inputs,
                         writable=True)
             pd = fptr(prev_delta)
-        check(lib.dn_rnn_backward(_ctx(self.ctx), self._c, fptr(input), pd), "rnn backward")
+        ctx = _ctx(self.ctx)
+        check(lib.dn_rnn_backward_wp(ctx, self._c, fptr(input), pd, self._self_pack(ctx)),
+              "rnn backward")
 
     def update(self, learning_rate, momentum, decay, batch):
         """Darknet's SGD on the input, self and output sublayers."""

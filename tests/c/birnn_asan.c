@@ -35,7 +35,10 @@ static void free_rnn(dn_rnn *l, int bn)
     free(l->state); free(l->scratch); free(l->grad_norms);
 }
 
-static int run_birnn(int kernel, int B, int T, int I, int H, int bn, int shortcut, int fixes)
+/* packed: the fast kernels' training reads each direction's W_self from an
+ * exact-size pack (the buffers RNNLayer-style callers hand in). */
+static int run_birnn(int kernel, int B, int T, int I, int H, int bn, int shortcut, int fixes,
+                     int packed)
 {
     dn_ctx ctx = {kernel, 1, NULL, 0};
     long wf = dn_gemm_work_floats(kernel, 1);
@@ -45,7 +48,13 @@ static int run_birnn(int kernel, int B, int T, int I, int H, int bn, int shortcu
     make_rnn(&bwd, B, T, I, H, bn, shortcut, fixes);
     long rows = (long)T * B;
     dn_birnn l = {B, T, I, H, &fwd, &bwd, buf(rows * I), buf(rows * I), buf(rows * 2 * H),
-                  buf(rows * 2 * H)};
+                  buf(rows * 2 * H), NULL, NULL};
+    dn_wpack pf = {0}, pb = {0};
+    if (packed && kernel != DN_KERNEL_REFERENCE) {
+        pf = make_pack(DN_WPACK_F32, kernel, H, H, fwd.self_layer.weights);
+        pb = make_pack(DN_WPACK_F32, kernel, H, H, bwd.self_layer.weights);
+        l.fwd_pack = &pf; l.bwd_pack = &pb;
+    }
     float *x = buf(rows * I), *dx = buf(rows * I);
     int st = 0;
     for (int it = 0; it < 2 && !st; ++it) {
@@ -56,8 +65,8 @@ static int run_birnn(int kernel, int B, int T, int I, int H, int bn, int shortcu
     if (!st) st = dn_birnn_forward(&ctx, &l, x, 0);     /* inference */
     free_rnn(&fwd, bn); free_rnn(&bwd, bn);
     free(l.reversed_input); free(l.reversed_delta); free(l.output); free(l.delta);
-    free(x); free(dx); free(ctx.work);
-    if (st) fprintf(stderr, "birnn kernel %d B=%d T=%d: status %d (%s)\n", kernel, B, T, st,
+    free(x); free(dx); free(ctx.work); free(pf.data); free(pb.data);
+    if (st) fprintf(stderr, "birnn kernel %d B=%d T=%d packed=%d: status %d (%s)\n", kernel, B, T, packed, st,
                     dn_status_string(st));
     return st;
 }
@@ -85,9 +94,11 @@ int main(void)
         if (!(kernels & (1 << k))) continue;
         for (int bn = 0; bn <= 1; ++bn)
             for (int fx = 0; fx <= DN_FIX_ALL; fx += DN_FIX_ALL) {
-                fail |= run_birnn(k, 3, 8, 5, 7, bn, bn, fx);
-                fail |= run_birnn(k, 2, 1, 33, 17, bn, 0, fx);
-                runs += 2;
+                for (int pk = 0; pk <= 1; ++pk) {
+                    fail |= run_birnn(k, 3, 8, 5, 7, bn, bn, fx, pk);
+                    fail |= run_birnn(k, 2, 1, 33, 17, bn, 0, fx, pk);
+                    runs += 2;
+                }
             }
     }
     fail |= run_mask(7, 5) | run_mask(1, 1);

@@ -52,10 +52,22 @@ static long block_params(const dn_connected *c, dn_param *p)
     return n;
 }
 
+/* A dn_wpack of W (n, k) in an exact-size buffer (kind, kernel), filled. */
+static dn_wpack make_pack(int kind, int kernel, int n, int k, const float *W)
+{
+    dn_wpack p = {kind, kernel, n, k, dn_wpack_floats(kernel, kind, n, k), NULL};
+    p.data = p.floats > 0 ? buf(p.floats) : NULL;
+    if (p.data && dn_wpack_fill(&p, W, k)) { fprintf(stderr, "pack fill failed\n"); exit(4); }
+    return p;
+}
+
 /* stateful: training carries the state (exact-size carry buffer); the
- * gradient-norm record is switched on with it, so both paths are covered. */
+ * gradient-norm record is switched on with it, so both paths are covered.
+ * packed: 0 = dn_rnn_forward/backward; 1, 2 = the packed-weights entry
+ * points (W_self packed for training; fp32-packed (1) or bf16 (2)
+ * inference packs), every pack in an exact-size buffer. */
 static int run(int kernel, int B, int T, int I, int H, int bn, int shortcut, int fixes,
-               int stateful)
+               int stateful, int packed)
 {
     dn_ctx ctx = {kernel, 1, NULL, 0};
     long wf = dn_gemm_work_floats(kernel, 1);
@@ -78,12 +90,26 @@ static int run(int kernel, int B, int T, int I, int H, int bn, int shortcut, int
     np += block_params(&l.output_layer, params + np);
     dn_update_args args = {0.01f, 0.9f, 0.0005f, (long)B * T};
     int st = 0;
+    const int fast = kernel != DN_KERNEL_REFERENCE && packed;
+    dn_wpack tp = {0}, ip[3] = {{0}, {0}, {0}};
+    if (fast) tp = make_pack(DN_WPACK_F32, kernel, H, H, l.self_layer.weights);
     for (int it = 0; it < 3 && !st; ++it) {
-        st = dn_rnn_forward(&ctx, &l, x, 1);
-        if (!st) st = dn_rnn_backward(&ctx, &l, x, dx);
+        st = fast ? dn_rnn_forward_wp(&ctx, &l, x, 1, NULL, &tp) : dn_rnn_forward(&ctx, &l, x, 1);
+        if (!st) st = fast ? dn_rnn_backward_wp(&ctx, &l, x, dx, &tp)
+                           : dn_rnn_backward(&ctx, &l, x, dx);
         if (!st) st = dn_sgd_update(&args, params, np);
     }
-    if (!st) st = dn_rnn_forward(&ctx, &l, x, 0);   /* inference path */
+    if (fast) {
+        int kind = packed == 2 ? DN_WPACK_BF16 : DN_WPACK_F32;
+        ip[0] = make_pack(kind, kernel, H, I, l.input_layer.weights);
+        ip[1] = make_pack(kind, kernel, H, H, l.self_layer.weights);
+        ip[2] = make_pack(kind, kernel, H, H, l.output_layer.weights);
+        if (!st) st = dn_rnn_forward_wp(&ctx, &l, x, 0, ip, NULL);   /* packed inference */
+    } else if (!st) {
+        st = dn_rnn_forward(&ctx, &l, x, 0);   /* inference path */
+    }
+    free(tp.data);
+    for (int i = 0; i < 3; ++i) free(ip[i].data);
     dn_connected *s[3] = {&l.input_layer, &l.self_layer, &l.output_layer};
     for (int i = 0; i < 3; ++i) {
         free(s[i]->weights); free(s[i]->biases); free(s[i]->weight_updates);
@@ -110,10 +136,12 @@ int main(void)
         for (int bn = 0; bn <= 1; ++bn)
             for (int sc = 0; sc <= 1; ++sc)
                 for (int fx = 0; fx <= DN_FIX_ALL; fx += DN_FIX_ALL) {
-                    fail |= run(k, 3, 8, 5, 7, bn, sc, fx, 0);
-                    fail |= run(k, 2, 9, 33, 17, bn, sc, fx, 0);
-                    fail |= run(k, 2, 5, 4, 6, bn, sc, fx, 1);
-                    runs += 3;
+                    fail |= run(k, 3, 8, 5, 7, bn, sc, fx, 0, 0);
+                    fail |= run(k, 2, 9, 33, 17, bn, sc, fx, 0, 0);
+                    fail |= run(k, 2, 5, 4, 6, bn, sc, fx, 1, 0);
+                    fail |= run(k, 3, 8, 5, 7, bn, sc, fx, 0, 1);
+                    fail |= run(k, 2, 9, 33, 17, bn, sc, fx, 1, 2);
+                    runs += 5;
                 }
     }
     printf("%d runs, %s\n", runs, fail ? "FAILED" : "ok");
