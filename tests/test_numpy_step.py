@@ -45,3 +45,52 @@ def test_expert_step_refuses_what_it_does_not_implement(tmp_path):
     net = darknet_rnn.load_network(cfg(tmp_path), seed=1, exact=True)
     with pytest.raises(NotImplementedError):
         NumpyStep(net)
+
+
+# --------------------------------------------------------------------------
+# the bench's "native GEMMs only" row (darknet_rnn/bench/native_gemms.py)
+
+def test_native_gemms_row_computes_the_steps_products():
+    """Each product has the shape, transposes, leading dimensions and beta of
+    the step's: checked against float64 NumPy on the operands it was given."""
+    from darknet_rnn.bench.native_gemms import NativeGemms
+    sh = dict(hidden=24, rnn_layers=2, streams=4, steps=3, inputs=16, conn=8)
+    g = NativeGemms(sh, 1)
+    f64 = lambda a: np.asarray(a, np.float64)              # noqa: E731
+    T, B, H = 3, 4, 24
+    before = {id(d): {k: f64(d[k]).copy() for k in ("dy", "dWs", "dWin", "dWo")}
+              for d in g.layers}
+    dWc0 = f64(g.dWc).copy()
+    g()
+    inp = f64(g.x)
+    for d in g.layers:
+        st = f64(d["state"])
+        assert_close(d["a"], inp @ f64(d["Win"]).T, "input sublayer", rtol=1e-5, atol=1e-6)
+        for t in range(T):
+            assert_close(d["b"][t * B:(t + 1) * B], st[t] @ f64(d["Ws"]).T, "self step",
+                         rtol=1e-5, atol=1e-6)
+        assert_close(d["y"], st[1:].reshape(T * B, H) @ f64(d["Wo"]).T, "output sublayer",
+                     rtol=1e-5, atol=1e-6)
+        inp = f64(d["y"])
+    assert_close(g.z, inp @ f64(g.Wc).T, "connected", rtol=1e-5, atol=1e-6)
+    assert_close(g.dWc, dWc0 + f64(g.dz).T @ inp, "connected dW", rtol=1e-5, atol=1e-6)
+    top = g.layers[-1]
+    assert_close(top["dy"], before[id(top)]["dy"] + f64(g.dz) @ f64(g.Wc), "delta into top",
+                 rtol=1e-5, atol=1e-6)
+    for li in range(len(g.layers) - 1, -1, -1):
+        d = g.layers[li]
+        old, st = before[id(d)], f64(d["state"])
+        ds = f64(d["dy"]) @ f64(d["Wo"])
+        for t in range(T - 1, 0, -1):
+            ds[(t - 1) * B:t * B] += ds[t * B:(t + 1) * B] @ f64(d["Ws"])
+        assert_close(d["ds"], ds, "self deltas", rtol=1e-4, atol=1e-6)
+        assert_close(d["dWs"], old["dWs"] + f64(d["ds"]).T @ st[:T].reshape(T * B, H), "dW self",
+                     rtol=1e-5, atol=1e-6)
+        below = g.x if li == 0 else g.layers[li - 1]["y"]
+        assert_close(d["dWin"], old["dWin"] + f64(d["din"]).T @ f64(below), "dW in",
+                     rtol=1e-5, atol=1e-6)
+        assert_close(d["dWo"], old["dWo"] + f64(d["dy"]).T @ st[1:].reshape(T * B, H),
+                     "dW out", rtol=1e-5, atol=1e-6)
+    low = g.layers[0]
+    assert_close(low["dy"], before[id(low)]["dy"] + f64(g.layers[1]["din"]) @ f64(g.layers[1]["Win"]),
+                 "delta into the layer below", rtol=1e-5, atol=1e-6)

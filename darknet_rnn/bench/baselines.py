@@ -2,7 +2,8 @@
 runner.report):
 
 * training at hidden 512 and 1024: the native fast path against the expert
-  NumPy step (numpy_step.py; its matmuls alone as a row too) and PyTorch
+  NumPy step (numpy_step.py; its matmuls alone as a row too, and the native
+  step's GEMMs alone: native_gemms.py) and PyTorch
   (torch_baseline.py, when torch imports; a note otherwise);
 * generation at hidden 1024, 1 and 32 streams: native fp32, fp32-packed and
   bf16 inference weights, and PyTorch;
@@ -17,6 +18,7 @@ import os
 import tempfile
 import warnings
 
+from .native_gemms import NativeGemms
 from .runner import (GEN_LAYERS, QUICK_GEN, QUICK_TRAIN, TRAIN_LAYERS, _interleaved, _stats,
                      char_cfg, gen_weight_bytes, train_flops)
 
@@ -69,6 +71,7 @@ def train_section(threads, rounds, shape, with_torch):
     step = impls["numpy-expert"]
     fns = {k: (lambda n=n: n.train(x, y)) for k, n in impls.items()}
     fns["numpy GEMMs only"] = lambda: step.gemm_only(x)
+    fns["native GEMMs only"] = NativeGemms(shape, threads)
     t = _interleaved(fns, rounds)
     flops = train_flops(**shape)
     return {"shape": shape, "gflop": flops / 1e9, "first_loss_rel_diff": agree,
@@ -117,7 +120,22 @@ def gen_section(threads, rounds, shape, chars, streams_list, with_torch):
             st["chars_per_s"] = streams / st["median"]
             results[f"{k}@{streams}"] = st
     return {"shape": shape, "weight_bytes": weights * 4, "max_abs_diff_vs_fp32": agree,
-            "results": results}
+            "results": results, "stream_floor": {"fp32": _stream_floor(weights * 4),
+                                                  "bf16": _stream_floor(weights * 2)}}
+
+
+def _stream_floor(nbytes):
+    """Seconds for OpenBLAS's sgemv to read a float32 matrix of about
+    nbytes once (best of 20; a working set of the weights' size, so in the
+    same cache level as the weights of one generation call), and GB/s."""
+    import numpy as np
+    from .runner import _timeit
+    cols = 1024
+    m = np.ones((max(1, int(nbytes) // (4 * cols)), cols), np.float32)
+    v = np.ones(cols, np.float32)
+    m @ v
+    t = min(_timeit(lambda: m @ v, 20))
+    return {"bytes": m.nbytes, "seconds": t, "gb_per_s": m.nbytes / t / 1e9}
 
 
 def scaling_section(threads, rounds, grid):
@@ -201,6 +219,18 @@ def report_lines(r):
                  f"{100 * s['gflops'] / peak:.0f}% | {s['median'] / base:.2f} | "
                  f"{g['max_abs_diff_vs_fp32'][k]:.1e} |")
     L.append("")
+    fl = g.get("stream_floor")
+    if fl and "native fp32@1" in g["results"] and "native bf16@1" in g["results"]:
+        f32, b16 = fl["fp32"], fl["bf16"]
+        t32, t16 = g["results"]["native fp32@1"]["median"], g["results"]["native bf16@1"]["median"]
+        L.append(f"Streaming floor at 1 stream (OpenBLAS sgemv reading as many bytes, a working set "
+                 f"of the same size): fp32's {f32['bytes'] / 1e6:.1f} MB in {_t(f32['seconds'])} "
+                 f"({f32['gb_per_s']:.1f} GB/s), bf16's {b16['bytes'] / 1e6:.1f} MB in "
+                 f"{_t(b16['seconds'])} ({b16['gb_per_s']:.1f} GB/s): floor ratio bf16/fp32 "
+                 f"{b16['seconds'] / f32['seconds']:.2f}; measured bf16@1/fp32@1 {t16 / t32:.2f}; "
+                 f"native fp32@1 takes {t32 / f32['seconds']:.2f}× its floor, bf16@1 "
+                 f"{t16 / b16['seconds']:.2f}×.")
+        L.append("")
     if b.get("scaling_note"):
         return L + [f"Scaling table: {b['scaling_note']}.", ""]
     L.append("Scaling (training step; native against numpy-expert):")

@@ -117,7 +117,7 @@ def _gemm_bench(threads, rounds, quick):
     import numpy as np
 
     from .. import _ffi
-    from .._ffi import ffi, fptr, lib
+    from .._ffi import fptr, lib
     ctx = _ffi.Context("auto", threads)
     rng = np.random.default_rng(0)
     shapes = [(m, n, k) for m in (32, 2048) for n in (256, 512) for k in (256, 512)]
