@@ -34,6 +34,7 @@ char-RNN's).
 import os
 import pickle
 import sys
+import time
 import traceback
 import zlib
 
@@ -459,6 +460,9 @@ def _default_describe(exc):
     return (2 if expected else 1), str(exc) or type(exc).__name__, not expected
 
 
+ABORT_GRACE = 0.25     # seconds between the error line and MPI_Abort
+
+
 def run_or_abort(comm, fn, *, prog="darknet_rnn", describe=None, stream=None):
     """fn() on this rank, without leaving the job hanging when it fails.
 
@@ -488,5 +492,8 @@ def run_or_abort(comm, fn, *, prog="darknet_rnn", describe=None, stream=None):
         if show:
             traceback.print_exc(file=stream)
         print(f"{prog}: error: rank {rank} of {size}: {message}", file=stream, flush=True)
+        # MPI_Abort does not wait for the launcher to forward what the rank
+        # wrote: give it a moment, or the one line may be lost with the job
+        time.sleep(ABORT_GRACE)
         comm.Abort(status)
         return status                   # not reached: MPI_Abort ends the process

@@ -3,7 +3,6 @@ import numpy as np
 
 from .._ffi import check, ffi, fptr, lib
 from .._checks import Buffer as _Buffer
-from ..fixes import FIX_ALL
 from ..optim import UpdateArgs, block_params, sgd_update_native
 from .core import ConnectedLayer, _ctx, check_array, fixes_property, positive_int
 
