@@ -342,18 +342,30 @@ static int run_parts(const dn_ctx *ctx, const gemm_args *gp, int threads)
     return DN_OK;
 }
 
+/* The context's checks shared by the entry points: a fast kernel this CPU
+ * runs (its table in *d), a thread count (capped at MAX_THREADS, in
+ * *threads) and a workspace large enough for it. */
+static int context_isa(const dn_ctx *ctx, const dn_gemm_isa **d, int *threads)
+{
+    if (!ctx) return DN_ERR_ARG;
+    *d = dn_gemm_isa_for(ctx->kernel);
+    if (!*d || !(dn_kernels_available() & (1 << ctx->kernel)))
+        return DN_ERR_KERNEL;
+    if (ctx->threads < 1) return DN_ERR_ARG;
+    *threads = ctx->threads > MAX_THREADS ? MAX_THREADS : ctx->threads;
+    if (!ctx->work || ctx->work_floats < dn_gemm_work_floats(ctx->kernel, *threads))
+        return DN_ERR_ARG;
+    return DN_OK;
+}
+
 int dn_gemm_fast(const dn_ctx *ctx, int TA, int TB, int M, int N, int K,
                  float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc)
 {
-    if (!ctx || M < 0 || N < 0 || K < 0) return DN_ERR_ARG;
-    const dn_gemm_isa *d = dn_gemm_isa_for(ctx->kernel);
-    if (!d || !(dn_kernels_available() & (1 << ctx->kernel)))
-        return DN_ERR_KERNEL;
-    if (ctx->threads < 1) return DN_ERR_ARG;
-    int threads = ctx->threads > MAX_THREADS ? MAX_THREADS : ctx->threads;
-    if (!ctx->work || ctx->work_floats < dn_gemm_work_floats(ctx->kernel, threads))
-        return DN_ERR_ARG;
+    if (M < 0 || N < 0 || K < 0) return DN_ERR_ARG;
+    const dn_gemm_isa *d;
+    int threads, st = context_isa(ctx, &d, &threads);
+    if (st) return st;
     if (M == 0 || N == 0) return DN_OK;
     if (!C || (K > 0 && (!A || !B))) return DN_ERR_ARG;
     if (lda < (TA ? M : K) || ldb < (TB ? K : N) || ldc < N || lda < 1 || ldb < 1)
@@ -402,14 +414,10 @@ int dn_gemm_prepacked(const dn_ctx *ctx, int TA, int M, int N, int K, float alph
                       const float *A, long lda, const float *Bp, float beta, float *C,
                       long ldc)
 {
-    if (!ctx || M < 0 || N < 0 || K < 0) return DN_ERR_ARG;
-    const dn_gemm_isa *d = dn_gemm_isa_for(ctx->kernel);
-    if (!d || !(dn_kernels_available() & (1 << ctx->kernel)))
-        return DN_ERR_KERNEL;
-    if (ctx->threads < 1) return DN_ERR_ARG;
-    int threads = ctx->threads > MAX_THREADS ? MAX_THREADS : ctx->threads;
-    if (!ctx->work || ctx->work_floats < dn_gemm_work_floats(ctx->kernel, threads))
-        return DN_ERR_ARG;
+    if (M < 0 || N < 0 || K < 0) return DN_ERR_ARG;
+    const dn_gemm_isa *d;
+    int threads, st = context_isa(ctx, &d, &threads);
+    if (st) return st;
     if (M == 0 || N == 0) return DN_OK;
     if (!C || (K > 0 && (!A || !Bp)) || lda < (TA ? M : K) || lda < 1 || ldc < N)
         return DN_ERR_ARG;

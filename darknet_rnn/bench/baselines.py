@@ -19,8 +19,8 @@ import tempfile
 import warnings
 
 from .native_gemms import NativeGemms
-from .runner import (GEN_LAYERS, QUICK_GEN, QUICK_TRAIN, TRAIN_LAYERS, _interleaved, _stats,
-                     char_cfg, gen_weight_bytes, train_flops)
+from .runner import (GEN_LAYERS, QUICK_GEN, QUICK_TRAIN, TRAIN_LAYERS, _fmt_t, _interleaved,
+                     _stats, char_cfg, gen_weight_bytes, train_flops)
 
 SCALING = [(h, t, s) for h in (256, 512, 1024) for (t, s) in ((64, 32), (16, 32), (64, 8))]
 
@@ -178,8 +178,7 @@ def run(threads, rounds, quick, chars):
 # report
 
 
-def _t(s):
-    return f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.3f} s"
+_t = _fmt_t
 
 
 def report_lines(r):
