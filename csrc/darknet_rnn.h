@@ -359,5 +359,13 @@ int dn_rnn_forward_wp(const dn_ctx *ctx, const dn_rnn *l, const float *input, in
  * train_self (the forward's buffer, refilled here; NULL: unpacked). */
 int dn_rnn_backward_wp(const dn_ctx *ctx, const dn_rnn *l, const float *input,
                        float *prev_delta, dn_wpack *train_self);
+/* [gru] / [lstm] inference (train = 0, a fast kernel) whose products read
+ * packs (gated_wp.c): infer holds 6 ([gru]: uz wz ur wr uh wh) or 8
+ * ([lstm]: uf ui ug uo wf wi wg wo) packs, one with data NULL is read in
+ * place; infer NULL, training or the REFERENCE kernel: the plain forward. */
+int dn_gru_forward_wp(const dn_ctx *ctx, const dn_gru *l, const float *input, int train,
+                      const dn_wpack *infer);
+int dn_lstm_forward_wp(const dn_ctx *ctx, const dn_lstm *l, const float *input, int train,
+                       const dn_wpack *infer);
 
 #endif

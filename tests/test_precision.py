@@ -124,3 +124,68 @@ def test_gemm_wpack_against_float64(kernel, kind, m, n, k):
         tol = 1e-5 * k
     assert np.max(np.abs(outs[0] - want)) <= tol
     assert_bitwise(outs[1], outs[0], "threads 1 vs 2")
+
+
+# --------------------------------------------------------------------------
+# [gru] and [lstm]: the same precisions (csrc/gated_wp.c)
+
+def gated_cfg(tmp_path, kind, streams, bn=1, hidden=40, steps=1):
+    p = tmp_path / f"{kind}.cfg"
+    p.write_text(f"[net]\ninputs=16\nbatch={streams}\nsubdivisions=1\ntime_steps={steps}\n"
+                 "learning_rate=0.1\nmomentum=0.9\ndecay=0.001\n\n"
+                 + f"[{kind}]\nbatch_normalize={bn}\noutput={hidden}\n\n" * 2
+                 + "[connected]\noutput=16\nactivation=leaky\n\n[softmax]\n")
+    return p
+
+
+@pytest.mark.parametrize("kernel", FAST)
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("streams,bn", [(1, 1), (9, 1), (9, 0)])
+def test_gated_layers_packed_and_bf16_agree_with_fp32(tmp_path, kernel, kind, streams, bn):
+    import warnings
+    path = gated_cfg(tmp_path, kind, streams, bn=bn)
+    ref = run(load(path, seed=5, kernel=kernel))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # no "has no bf16 path" fallback any more
+        packed_net = load(path, seed=5, kernel=kernel, precision="fp32-packed")
+        bf16_net = load(path, seed=5, kernel=kernel, precision="bf16")
+    gated = [l for l in bf16_net.layers if l.type == kind]
+    assert len(gated) == 2 and all(l._packs is not None for l in gated)
+    assert all(l.precision == "bf16" for l in gated)
+    packed, bf16 = run(packed_net), run(bf16_net)
+    assert_close(packed, ref, "fp32-packed", rtol=1e-5, atol=1e-6)
+    assert np.max(np.abs(bf16 - ref)) < 5e-3
+    assert not np.array_equal(bf16, ref)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_gated_bf16_follows_loads_and_steps_like_fp32(tmp_path, kind):
+    """Several time steps per call (the input sublayers over all rows at
+    once), the state carried across calls, and weights loaded afterwards."""
+    path = gated_cfg(tmp_path, kind, 3, steps=4)
+    a = load(path, seed=5, precision="bf16")
+    b = load(path, seed=6, precision="bf16")
+    w = tmp_path / "a.weights"
+    a.save_weights(w)
+    b.load_weights(w)
+    rng = np.random.default_rng(2)
+    x = np.eye(16, dtype=np.float32)[rng.integers(0, 16, (4, 3))]
+    outs = [np.asarray(n.predict(x)).copy() for n in (a, b, a, b)]
+    assert_bitwise(outs[1], outs[0], "bf16 after load_weights")
+    assert_bitwise(outs[3], outs[2], "second call, carried state")
+    fp32 = load(path, seed=5)
+    want = [np.asarray(fp32.predict(x)).copy() for _ in range(2)]
+    assert np.max(np.abs(outs[0] - want[0])) < 5e-3 and np.max(np.abs(outs[2] - want[1])) < 5e-3
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_gated_training_ignores_precision(tmp_path, kind):
+    path = gated_cfg(tmp_path, kind, 4, steps=3)
+    nets = [darknet_rnn.load_network(path, seed=2, precision=p, exact=True)
+            for p in ("fp32", "bf16")]
+    rng = np.random.default_rng(0)
+    x = np.eye(16, dtype=np.float32)[rng.integers(0, 16, (3, 4))]
+    y = np.eye(16, dtype=np.float32)[rng.integers(0, 16, (3, 4))]
+    losses = [n.train(x, y) for n in nets]
+    assert losses[0] == losses[1]
+    assert_bitwise(nets[1].output, nets[0].output, "training output")

@@ -4,7 +4,9 @@ import numpy as np
 from .._ffi import check, ffi, fptr, lib
 from .._checks import Buffer as _Buffer
 from ..optim import UpdateArgs, block_params, sgd_update_native
-from .core import ConnectedLayer, _ctx, check_array, fixes_property, positive_int
+from .core import (ConnectedLayer, _ctx, _current, _set_precision, check_array, fixes_property,
+                   positive_int)
+
 
 class _GatedLayer:
     """What [gru] and [lstm] share on the C core: linear connected sublayers
@@ -40,6 +42,7 @@ class _GatedLayer:
             arr = np.zeros(shape, dtype=np.float32)
             setattr(self, "_" + name, arr)
             setattr(c, name, fptr(arr))
+        self.precision, self._packs = "fp32", None     # inference packs (packed.py)
 
     fixes = fixes_property()
 
@@ -56,10 +59,24 @@ class _GatedLayer:
         check(fn(_ctx(self.ctx), self._c, *args), f"{self.type} {what}")
 
     def forward(self, input, train=True):
-        """input (steps*batch, inputs), time-major; starts from the carried state."""
+        """input (steps*batch, inputs), time-major; starts from the carried state.
+        Inference reads the weights at the layer's precision (set_precision)."""
         check_array(input, "input", self.steps * self.batch, self.inputs)
-        self._call(getattr(lib, f"dn_{self.type}_forward"), "forward", fptr(input),
-                   int(bool(train)))
+        infer = ffi.NULL
+        if not train:
+            p = _current(self, _ctx(self.ctx), self.sublayers)
+            infer = p.ptr if p else ffi.NULL
+        self._call(getattr(lib, f"dn_{self.type}_forward_wp"), "forward", fptr(input),
+                   int(bool(train)), infer)
+
+    def set_precision(self, precision):
+        """Inference weights of the sublayers: "fp32" (in place), "fp32-packed"
+        or "bf16" copies (darknet_rnn.packed); training always reads fp32."""
+        _set_precision(self, precision, self.sublayers)
+
+    def pack_weights(self):
+        """Refresh the inference copies from the weights (after editing them)."""
+        _set_precision(self, self.precision, self.sublayers)
 
     def backward(self, input, prev_delta=None):
         """Backward over the steps of the last training forward (see fixes)."""

@@ -1,7 +1,7 @@
 /* gated_asan.c - drives [gru] and [lstm] through training forward, backward
- * (Darknet's and exact) and update, then inference, on every kernel this CPU
- * runs, with every buffer malloc'ed at exactly the size darknet_rnn.h
- * documents, so an AddressSanitizer/UBSan build reports any out-of-bounds
+ * (Darknet's and exact) and update, then inference (also on fp32 and bf16
+ * packs), on every kernel this CPU runs, with every buffer malloc'ed at
+ * exactly the size darknet_rnn.h documents, so an AddressSanitizer/UBSan build reports any out-of-bounds
  * access. Exit status 0 = no error. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +56,36 @@ static long block_params(const dn_connected *c, dn_param *p)
     return n;
 }
 
+/* Inference on packed weights (gated_wp.c): each sublayer's weights in an
+ * exact-size fp32 and then bf16 pack, in the order the entry points take
+ * them (gru: the struct order; lstm: uf ui ug uo wf wi wg wo); the fp32
+ * round leaves the last pack empty (read in place). */
+static int infer_packed(const dn_ctx *ctx, int is_gru, void *layer, dn_connected **subs,
+                        int nsub, const float *x)
+{
+    if (ctx->kernel == DN_KERNEL_REFERENCE) return 0;
+    dn_wpack p[8];
+    int st = 0;
+    for (int kind = DN_WPACK_F32; kind <= DN_WPACK_BF16 && !st; ++kind) {
+        for (int i = 0; i < nsub; ++i) {
+            const dn_connected *c = subs[is_gru ? i : (i + 4) % 8];
+            long fl = dn_wpack_floats(ctx->kernel, kind, c->outputs, c->inputs);
+            int empty = kind == DN_WPACK_F32 && i == nsub - 1;
+            p[i] = (dn_wpack){kind, ctx->kernel, c->outputs, c->inputs, fl, NULL};
+            if (!empty) {
+                p[i].data = malloc(sizeof(float) * (size_t)fl);
+                if (!p[i].data) { fprintf(stderr, "malloc\n"); exit(3); }
+                st |= dn_wpack_fill(&p[i], c->weights, c->inputs);
+            }
+        }
+        if (!st)
+            st = is_gru ? dn_gru_forward_wp(ctx, layer, x, 0, p)
+                        : dn_lstm_forward_wp(ctx, layer, x, 0, p);
+        for (int i = 0; i < nsub; ++i) free(p[i].data);
+    }
+    return st;
+}
+
 static int train_and_infer(const dn_ctx *ctx, int is_gru, void *layer, dn_connected **subs,
                            int nsub, float *x, float *dx, long batch)
 {
@@ -71,6 +101,7 @@ static int train_and_infer(const dn_ctx *ctx, int is_gru, void *layer, dn_connec
         if (!st) st = dn_sgd_update(&args, params, np);
     }
     if (!st) st = is_gru ? dn_gru_forward(ctx, layer, x, 0) : dn_lstm_forward(ctx, layer, x, 0);
+    if (!st) st = infer_packed(ctx, is_gru, layer, subs, nsub, x);
     return st;
 }
 
