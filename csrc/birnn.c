@@ -47,8 +47,10 @@ int dn_birnn_forward(const dn_ctx *ctx, const dn_birnn *l, const float *input, i
         dn_fill((int)bh, 0, l->bwd->state, 1);
     }
     reverse_steps(T, B, l->inputs, input, l->reversed_input);
-    if ((st = dn_rnn_forward_wp(ctx, l->fwd, input, train, NULL, l->fwd_pack))) return st;
-    if ((st = dn_rnn_forward_wp(ctx, l->bwd, l->reversed_input, train, NULL, l->bwd_pack))) return st;
+    if ((st = dn_rnn_forward_wp(ctx, l->fwd, input, train, train ? NULL : l->fwd_infer,
+                                 l->fwd_pack))) return st;
+    if ((st = dn_rnn_forward_wp(ctx, l->bwd, l->reversed_input, train,
+                                 train ? NULL : l->bwd_infer, l->bwd_pack))) return st;
 
     const float *yf = l->fwd->output_layer.output, *yb = l->bwd->output_layer.output;
     for (int t = 0; t < T; ++t)

@@ -305,6 +305,8 @@ typedef struct dn_birnn {
     float *delta;            /* (steps*batch, 2*outputs); forward zeroes it */
     struct dn_wpack *fwd_pack, *bwd_pack;  /* W_self buffers of the fast kernels' training
                                               (as dn_rnn_forward_wp's train_self), or NULL */
+    const struct dn_wpack *fwd_infer, *bwd_infer;  /* each direction's inference packs (as
+                                              dn_rnn_forward_wp's infer), or NULL */
 } dn_birnn;
 
 int dn_birnn_forward(const dn_ctx *ctx, const dn_birnn *l, const float *input, int train);

@@ -189,3 +189,24 @@ def test_gated_training_ignores_precision(tmp_path, kind):
     losses = [n.train(x, y) for n in nets]
     assert losses[0] == losses[1]
     assert_bitwise(nets[1].output, nets[0].output, "training output")
+
+
+@pytest.mark.parametrize("kernel", FAST)
+def test_bidirectional_rnn_packed_and_bf16_agree_with_fp32(tmp_path, kernel):
+    import warnings
+    p = tmp_path / "bi.cfg"
+    p.write_text("[net]\ninputs=16\nbatch=9\nsubdivisions=1\ntime_steps=5\n\n"
+                 "[rnn]\nbatch_normalize=1\noutput=24\nactivation=leaky\nbidirectional=1\n\n"
+                 "[connected]\noutput=16\nactivation=leaky\n\n[softmax]\n")
+    rng = np.random.default_rng(4)
+    x = np.eye(16, dtype=np.float32)[rng.integers(0, 16, (5, 9))]
+    outs = {}
+    for prec in ("fp32", "fp32-packed", "bf16"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            net = load(p, seed=5, kernel=kernel, precision=prec)
+        assert net.layers[0].precision == prec
+        outs[prec] = np.asarray(net.infer(x)).copy()
+    assert_close(outs["fp32-packed"], outs["fp32"], "fp32-packed", rtol=1e-5, atol=1e-6)
+    assert np.max(np.abs(outs["bf16"] - outs["fp32"])) < 5e-3
+    assert not np.array_equal(outs["bf16"], outs["fp32"])

@@ -3,7 +3,7 @@ import numpy as np
 
 from .._checks import Buffer as _Buffer
 from .._ffi import check, ffi, fptr, lib
-from .core import RNNLayer, _ctx, check_array, positive_int  # noqa: F401
+from .core import RNNLayer, _ctx, _current, check_array, positive_int  # noqa: F401
 
 
 
@@ -78,10 +78,29 @@ class BiRNNLayer:
 
     def _packs(self, ctx):
         """Each direction's W_self buffer for ctx's kernel (as RNNLayer's own
-        training uses, so the halves stay bitwise equal to it); ctx."""
-        self._c.fwd_pack = self.forward_rnn._self_pack(ctx)
-        self._c.bwd_pack = self.backward_rnn._self_pack(ctx)
+        training uses, so the halves stay bitwise equal to it) and its
+        inference packs (set_precision); ctx."""
+        c = self._c
+        c.fwd_pack = self.forward_rnn._self_pack(ctx)
+        c.bwd_pack = self.backward_rnn._self_pack(ctx)
+        infer = [_current(d, ctx, d.sublayers) for d in self.directions]
+        c.fwd_infer, c.bwd_infer = (p.ptr if p else ffi.NULL for p in infer)
         return ctx
+
+    @property
+    def precision(self):
+        return self.forward_rnn.precision
+
+    def set_precision(self, precision):
+        """Inference weights of both directions: "fp32" (in place),
+        "fp32-packed" or "bf16" copies (darknet_rnn.packed)."""
+        for d in self.directions:
+            d.set_precision(precision)
+
+    def pack_weights(self):
+        """Refresh the inference copies from the weights (after editing them)."""
+        for d in self.directions:
+            d.pack_weights()
 
     def forward(self, input, train=True):
         """input (steps*batch, inputs), time-major; the whole sequence."""

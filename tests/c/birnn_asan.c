@@ -63,6 +63,23 @@ static int run_birnn(int kernel, int B, int T, int I, int H, int bn, int shortcu
         if (!st) st = dn_birnn_backward(&ctx, &l, x, it ? NULL : dx);
     }
     if (!st) st = dn_birnn_forward(&ctx, &l, x, 0);     /* inference */
+    /* inference on each direction's fp32 and bf16 packs (exact-size buffers) */
+    for (int kind = DN_WPACK_F32; !st && kernel != DN_KERNEL_REFERENCE && kind <= DN_WPACK_BF16;
+         ++kind) {
+        dn_rnn *d[2] = {&fwd, &bwd};
+        dn_wpack ip[2][3];
+        for (int j = 0; j < 2; ++j) {
+            dn_connected *s3[3] = {&d[j]->input_layer, &d[j]->self_layer, &d[j]->output_layer};
+            for (int q = 0; q < 3; ++q)
+                ip[j][q] = make_pack(kind, kernel, H, s3[q]->inputs, s3[q]->weights);
+        }
+        l.fwd_infer = ip[0];
+        l.bwd_infer = ip[1];
+        st = dn_birnn_forward(&ctx, &l, x, 0);
+        for (int j = 0; j < 2; ++j)
+            for (int q = 0; q < 3; ++q) free(ip[j][q].data);
+        l.fwd_infer = l.bwd_infer = NULL;
+    }
     free_rnn(&fwd, bn); free_rnn(&bwd, bn);
     free(l.reversed_input); free(l.reversed_delta); free(l.output); free(l.delta);
     free(x); free(dx); free(ctx.work); free(pf.data); free(pb.data);
