@@ -150,7 +150,7 @@ int dn_gru_forward(const dn_ctx *ctx, const dn_gru *l, const float *input, int t
     int st = dn_gru_check(l);
     if (st) return st;
     if (!ctx || !input) return DN_ERR_ARG;
-    if (ctx->kernel != DN_KERNEL_REFERENCE) return dn_gru_forward_fast(ctx, l, input, train);
+    if (ctx->kernel != DN_KERNEL_REFERENCE) return dn_gru_forward_fast(ctx, l, input, train, NULL);
     const int B = l->batch, T = l->steps, H = l->outputs;
     dn_gru_begin(l, train);
     for (int t = 0; t < T; ++t) {

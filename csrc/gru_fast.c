@@ -11,41 +11,6 @@
  */
 #include "internal.h"
 
-/* out (T*B, H) = input (T*B, in) . W^T, then per step bias/BN. */
-static int all_steps_forward(const dn_ctx *ctx, const dn_connected *c, const float *input,
-                             int train)
-{
-    const int rows = c->steps * c->batch;
-    int st = dn_gemm(ctx, 0, 1, rows, c->outputs, c->inputs, 1, input, c->inputs,
-                     c->weights, c->inputs, 0, c->output, c->outputs);
-    for (int t = 0; !st && t < c->steps; ++t) st = dn_connected_forward_post(c, t, train);
-    return st;
-}
-
-/* One step's rows: out = in (B, in) . W^T, then bias/BN. */
-static int step_forward(const dn_ctx *ctx, const dn_connected *c, int t, const float *in,
-                        int train)
-{
-    int st = dn_gemm(ctx, 0, 1, c->batch, c->outputs, c->inputs, 1, in, c->inputs,
-                     c->weights, c->inputs, 0, dn_rows(c->output, t, c->batch, c->outputs),
-                     c->outputs);
-    return st ? st : dn_connected_forward_post(c, t, train);
-}
-
-/* After every step's delta rows are final (backward_pre done): the weight
- * gradient over all steps, and the input delta if asked for. */
-static int all_steps_gradients(const dn_ctx *ctx, const dn_connected *c, const float *input,
-                               float *prev_delta)
-{
-    const int rows = c->steps * c->batch;
-    int st = dn_gemm(ctx, 1, 0, c->outputs, c->inputs, rows, 1, c->delta, c->outputs,
-                     input, c->inputs, 1, c->weight_updates, c->inputs);
-    if (!st && prev_delta)
-        st = dn_gemm(ctx, 0, 0, rows, c->inputs, c->outputs, 1, c->delta, c->outputs,
-                     c->weights, c->inputs, 1, prev_delta, c->inputs);
-    return st;
-}
-
 /* dst (B, in) += step t's delta rows . W */
 static int step_input_delta(const dn_ctx *ctx, const dn_connected *c, int t, float *dst)
 {
@@ -59,23 +24,29 @@ static void set_delta(const dn_connected *c, int t, const float *g)
     dn_copy(c->batch * c->outputs, g, 1, dn_rows(c->delta, t, c->batch, c->outputs), 1);
 }
 
-int dn_gru_forward_fast(const dn_ctx *ctx, const dn_gru *l, const float *input, int train)
+/* packs: NULL, or inference packs in struct order (uz wz ur wr uh wh; see
+ * gated_wp.c), each read instead of its sublayer's weights when it has data. */
+int dn_gru_forward_fast(const dn_ctx *ctx, const dn_gru *l, const float *input, int train,
+                        const dn_wpack *packs)
 {
     const int B = l->batch, T = l->steps, H = l->outputs;
     int st;
+#define PK(i) (packs ? &packs[i] : NULL)
     dn_gru_begin(l, train);
-    if ((st = all_steps_forward(ctx, &l->uz, input, train))) return st;
-    if ((st = all_steps_forward(ctx, &l->ur, input, train))) return st;
-    if ((st = all_steps_forward(ctx, &l->uh, input, train))) return st;
+    if ((st = dn_sublayer_rows_forward(ctx, &l->uz, 0, T, input, train, PK(0)))) return st;
+    if ((st = dn_sublayer_rows_forward(ctx, &l->ur, 0, T, input, train, PK(2)))) return st;
+    if ((st = dn_sublayer_rows_forward(ctx, &l->uh, 0, T, input, train, PK(4)))) return st;
     for (int t = 0; t < T; ++t) {
         const float *s = dn_rows(l->states, t, B, H);
-        if ((st = step_forward(ctx, &l->wz, t, s, train))) return st;
-        if ((st = step_forward(ctx, &l->wr, t, s, train))) return st;
+        if ((st = dn_sublayer_rows_forward(ctx, &l->wz, t, 1, s, train, PK(1)))) return st;
+        if ((st = dn_sublayer_rows_forward(ctx, &l->wr, t, 1, s, train, PK(3)))) return st;
         if ((st = dn_gru_gates(l, t))) return st;
-        if ((st = step_forward(ctx, &l->wh, t, dn_rows(l->forgot_state, t, B, H), train)))
+        if ((st = dn_sublayer_rows_forward(ctx, &l->wh, t, 1,
+                                           dn_rows(l->forgot_state, t, B, H), train, PK(5))))
             return st;
         if ((st = dn_gru_output(l, t))) return st;
     }
+#undef PK
     dn_gru_end(l);
     return DN_OK;
 }
@@ -114,15 +85,15 @@ int dn_gru_backward_fast(const dn_ctx *ctx, const dn_gru *l, const float *input,
         }
     }
     /* weight gradients of the state-to-gate sublayers over all steps */
-    if ((st = all_steps_gradients(ctx, &l->wz, l->states, NULL))) return st;
-    if ((st = all_steps_gradients(ctx, &l->wr, l->states, NULL))) return st;
-    if ((st = all_steps_gradients(ctx, &l->wh, l->forgot_state, NULL))) return st;
+    if ((st = dn_sublayer_gradients(ctx, &l->wz, l->states, NULL))) return st;
+    if ((st = dn_sublayer_gradients(ctx, &l->wr, l->states, NULL))) return st;
+    if ((st = dn_sublayer_gradients(ctx, &l->wh, l->forgot_state, NULL))) return st;
     /* input-to-gate sublayers */
     const dn_connected *u[3] = {&l->uh, &l->uz, &l->ur};
     for (int j = 0; j < 3; ++j) {
         for (int t = T - 1; t >= 0; --t)
             if ((st = dn_connected_backward_pre(u[j], t, STATS(t), bn_fix))) return st;
-        if ((st = all_steps_gradients(ctx, u[j], input, prev_delta))) return st;
+        if ((st = dn_sublayer_gradients(ctx, u[j], input, prev_delta))) return st;
     }
     return DN_OK;
 #undef STATS

@@ -80,12 +80,23 @@ int dn_rnn_backward_fast(const dn_ctx *ctx, const dn_rnn *l, const float *input,
 /* [gru] / [lstm] (gru.c, lstm.c): argument checks shared with the fast
  * paths, and the fast paths themselves (gru_fast.c, lstm_fast.c), which
  * batch the input-to-gate GEMMs and all weight gradients over the steps. */
+/* A sublayer's products in the gated fast paths (gated_wp.c): rows of steps
+ * [t, t + nsteps) = in . W^T (read from the pack p when p and p->data are
+ * not NULL, else in place), then Darknet's bias / batch norm per step; and
+ * after the backward's deltas, the weight gradient over all steps plus the
+ * input delta (prev_delta, when not NULL). */
+int dn_sublayer_rows_forward(const dn_ctx *ctx, const dn_connected *c, int t, int nsteps,
+                             const float *in, int train, const dn_wpack *p);
+int dn_sublayer_gradients(const dn_ctx *ctx, const dn_connected *c, const float *input,
+                          float *prev_delta);
 int dn_gru_check(const dn_gru *l);
 int dn_lstm_check(const dn_lstm *l);
-int dn_gru_forward_fast(const dn_ctx *ctx, const dn_gru *l, const float *input, int train);
+int dn_gru_forward_fast(const dn_ctx *ctx, const dn_gru *l, const float *input, int train,
+                        const dn_wpack *packs);
 int dn_gru_backward_fast(const dn_ctx *ctx, const dn_gru *l, const float *input,
                          float *prev_delta);
-int dn_lstm_forward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *input, int train);
+int dn_lstm_forward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *input, int train,
+                         const dn_wpack *packs);
 int dn_lstm_backward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *input,
                           float *prev_delta);
 /* The elementwise step math both kernels share (gru.c, lstm.c). */

@@ -186,7 +186,7 @@ int dn_lstm_forward(const dn_ctx *ctx, const dn_lstm *l, const float *input, int
     int st = dn_lstm_check(l);
     if (st) return st;
     if (!ctx || !input) return DN_ERR_ARG;
-    if (ctx->kernel != DN_KERNEL_REFERENCE) return dn_lstm_forward_fast(ctx, l, input, train);
+    if (ctx->kernel != DN_KERNEL_REFERENCE) return dn_lstm_forward_fast(ctx, l, input, train, NULL);
     const int B = l->batch, T = l->steps, H = l->outputs;
     const dn_connected *s[8] = LSTM_SUBLAYERS(l);
     dn_lstm_begin(l, train);

@@ -12,45 +12,26 @@
  */
 #include "internal.h"
 
-static int all_steps_forward(const dn_ctx *ctx, const dn_connected *c, const float *input,
-                             int train)
+/* packs: NULL, or inference packs uf ui ug uo wf wi wg wo (see gated_wp.c),
+ * each read instead of its sublayer's weights when it has data. */
+int dn_lstm_forward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *input, int train,
+                         const dn_wpack *packs)
 {
-    const int rows = c->steps * c->batch;
-    int st = dn_gemm(ctx, 0, 1, rows, c->outputs, c->inputs, 1, input, c->inputs,
-                     c->weights, c->inputs, 0, c->output, c->outputs);
-    for (int t = 0; !st && t < c->steps; ++t) st = dn_connected_forward_post(c, t, train);
-    return st;
-}
-
-static int all_steps_gradients(const dn_ctx *ctx, const dn_connected *c, const float *input,
-                               float *prev_delta)
-{
-    const int rows = c->steps * c->batch;
-    int st = dn_gemm(ctx, 1, 0, c->outputs, c->inputs, rows, 1, c->delta, c->outputs,
-                     input, c->inputs, 1, c->weight_updates, c->inputs);
-    if (!st && prev_delta)
-        st = dn_gemm(ctx, 0, 0, rows, c->inputs, c->outputs, 1, c->delta, c->outputs,
-                     c->weights, c->inputs, 1, prev_delta, c->inputs);
-    return st;
-}
-
-int dn_lstm_forward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *input, int train)
-{
-    const int B = l->batch, T = l->steps, H = l->outputs;
+    const int B = l->batch, T = l->steps;
     const dn_connected *w[4] = {&l->wf, &l->wi, &l->wg, &l->wo};
     const dn_connected *u[4] = {&l->uf, &l->ui, &l->ug, &l->uo};
     int st;
     dn_lstm_begin(l, train);
     for (int j = 0; j < 4; ++j)
-        if ((st = all_steps_forward(ctx, u[j], input, train))) return st;
+        if ((st = dn_sublayer_rows_forward(ctx, u[j], 0, T, input, train,
+                                           packs ? &packs[j] : NULL)))
+            return st;
     for (int t = 0; t < T; ++t) {
-        const float *h = dn_rows(l->states, t, B, H);     /* (B, H) */
-        for (int j = 0; j < 4; ++j) {
-            if ((st = dn_gemm(ctx, 0, 1, B, H, H, 1, h, H, w[j]->weights, H, 0,
-                              dn_rows(w[j]->output, t, B, H), H)))
+        const float *h = dn_rows(l->states, t, B, l->outputs);     /* (B, H) */
+        for (int j = 0; j < 4; ++j)
+            if ((st = dn_sublayer_rows_forward(ctx, w[j], t, 1, h, train,
+                                               packs ? &packs[4 + j] : NULL)))
                 return st;
-            if ((st = dn_connected_forward_post(w[j], t, train))) return st;
-        }
         if ((st = dn_lstm_cell(l, t))) return st;
     }
     dn_lstm_end(l);
@@ -87,10 +68,10 @@ int dn_lstm_backward_fast(const dn_ctx *ctx, const dn_lstm *l, const float *inpu
         dn_lstm_carry(l, t, dc_t);
     }
     for (int j = 0; j < 4; ++j) {
-        if ((st = all_steps_gradients(ctx, w[j], l->states, NULL))) return st;
+        if ((st = dn_sublayer_gradients(ctx, w[j], l->states, NULL))) return st;
         for (int t = T - 1; t >= 0; --t)
             if ((st = dn_connected_backward_pre(u[j], t, STATS(t), bn_fix))) return st;
-        if ((st = all_steps_gradients(ctx, u[j], input, prev_delta))) return st;
+        if ((st = dn_sublayer_gradients(ctx, u[j], input, prev_delta))) return st;
     }
     dn_lstm_backward_end(l);
     return DN_OK;
